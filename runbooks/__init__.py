@@ -1,0 +1,1 @@
+"""Operational runbooks as code."""

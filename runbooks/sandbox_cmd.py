@@ -1,0 +1,70 @@
+"""`runbooks sandbox`: run the local Kubernetes API stand-in in the foreground."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from sandbox.server import DEMO_MANIFESTS, Sandbox, SandboxConfig
+
+
+def add_sandbox_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("sandbox", help="run the Kubernetes API sandbox in the foreground",
+                                 description="Start the sandbox, write DIR/kubeconfig and DIR/env once it is "
+                                             "ready, and stop cleanly on SIGTERM or SIGINT.")
+    parser.add_argument("--dir", required=True, type=Path, help="where to write kubeconfig and env")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS with a generated CA")
+    parser.add_argument("--token", help="require this bearer token (default: none)")
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated time speed-up (default 1)")
+    parser.add_argument("--manifests", type=Path, action="append",
+                        help=f"YAML file or directory to seed state from (default: the demo estate in "
+                             f"{DEMO_MANIFESTS})")
+    parser.add_argument("--empty", action="store_true", help="start with no seed state")
+    parser.set_defaults(func=run_sandbox)
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    manifests = () if args.empty else tuple(args.manifests or [DEMO_MANIFESTS])
+    for path in manifests:
+        if not path.exists():
+            print(f"runbooks sandbox: manifests not found: {path}", file=sys.stderr)
+            return 2
+    try:
+        config = SandboxConfig(port=args.port, tls=args.tls, token=args.token, speed=args.speed,
+                               manifests=manifests)
+    except ValueError as exc:
+        print(f"runbooks sandbox: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sandbox = Sandbox(config).start()
+    try:
+        write_files(sandbox, args.dir)
+        print(f"sandbox: Kubernetes API at {sandbox.url}", flush=True)
+        print(f"sandbox: export KUBECONFIG={(args.dir / 'kubeconfig').resolve()}   (or: source {args.dir / 'env'})",
+              flush=True)
+        print("sandbox: no cluster is configured, so runbooks run against this sandbox; Ctrl-C stops it",
+              flush=True)
+        stop.wait()
+    finally:
+        sandbox.stop()
+        print("sandbox: stopped", flush=True)
+    return 0
+
+
+def write_files(sandbox: Sandbox, directory: Path) -> None:
+    """kubeconfig first, env last: `env` existing means the sandbox is ready."""
+    directory.mkdir(parents=True, exist_ok=True)
+    env = directory / "env"
+    env.unlink(missing_ok=True)
+    kubeconfig = sandbox.write_kubeconfig(directory / "kubeconfig").resolve()
+    lines = [f"export KUBECONFIG={shlex.quote(str(kubeconfig))}",
+             f"export SANDBOX_URL={shlex.quote(sandbox.url)}"]
+    tmp = directory / ".env.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(env)

@@ -1,0 +1,91 @@
+"""API errors shaped like the real kube-apiserver's `Status` objects."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error answered to the client as a `meta/v1 Status` with the real server's code and reason."""
+
+    def __init__(self, code: int, reason: str, message: str, *, details: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code,
+        }
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+def _details(kind: str, name: str | None, group: str = "") -> dict[str, Any]:
+    details: dict[str, Any] = {"kind": kind}
+    if name:
+        details["name"] = name
+    if group:
+        details["group"] = group
+    return details
+
+
+def not_found(plural: str, name: str, group: str = "") -> ApiError:
+    qualified = f"{plural}.{group}" if group else plural
+    return ApiError(404, "NotFound", f'{qualified} "{name}" not found', details=_details(plural, name, group))
+
+
+def already_exists(plural: str, name: str, group: str = "") -> ApiError:
+    qualified = f"{plural}.{group}" if group else plural
+    return ApiError(409, "AlreadyExists", f'{qualified} "{name}" already exists',
+                    details=_details(plural, name, group))
+
+
+def conflict(plural: str, name: str, group: str = "", why: str = "") -> ApiError:
+    qualified = f"{plural}.{group}" if group else plural
+    why = why or "the object has been modified; please apply your changes to the latest version and try again"
+    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {qualified} "{name}": {why}',
+                    details=_details(plural, name, group))
+
+
+def invalid(kind: str, name: str, causes: list[tuple[str, str]], group: str = "") -> ApiError:
+    """422 Invalid. `causes` are (field, message) pairs, e.g. ("spec.replicas", "Invalid value: -1: must be ...")."""
+    qualified = f"{kind}.{group}" if group else kind
+    text = "; ".join(f"{field}: {msg}" for field, msg in causes)
+    message = f'{qualified} "{name}" is invalid: {text}' if causes else f'{qualified} "{name}" is invalid'
+    details = _details(kind, name, group)
+    details["causes"] = [{"reason": "FieldValueInvalid", "message": msg, "field": field} for field, msg in causes]
+    return ApiError(422, "Invalid", message, details=details)
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+def method_not_allowed(message: str = "the server does not allow this method on the requested resource") -> ApiError:
+    return ApiError(405, "MethodNotAllowed", message)
+
+
+def unsupported_media_type(message: str) -> ApiError:
+    return ApiError(415, "UnsupportedMediaType", message)
+
+
+def too_many_requests(message: str, retry_after: int | None = None, details: dict[str, Any] | None = None) -> ApiError:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    if retry_after is not None:
+        details = dict(details or {})
+        details["retryAfterSeconds"] = retry_after
+    return ApiError(429, "TooManyRequests", message, details=details, headers=headers)
+
+
+def internal_error(message: str = "an error on the server has prevented the request from succeeding") -> ApiError:
+    return ApiError(500, "InternalError", f"Internal error occurred: {message}")
+
+
+def service_unavailable(message: str = "the server is currently unable to handle the request") -> ApiError:
+    return ApiError(503, "ServiceUnavailable", message)

@@ -1,0 +1,93 @@
+"""Fault injection: make chosen requests fail, slow down, drop, or cut a watch mid-stream."""
+from __future__ import annotations
+
+import fnmatch
+import random
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field
+
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+@dataclass
+class Fault:
+    """One rule. `verb` is a Kubernetes verb (get, list, watch, create, update, patch, delete), `write`,
+    `read`, or `*`; `path` is a glob on the URL path. What happens: `status` (429/500/503...) with optional
+    `retry_after`, `latency` seconds before answering, `drop` the connection without an answer, or
+    `cut_watch_after` seconds into a watch stream. `probability` and `times` bound how often it fires."""
+
+    verb: str = "*"
+    path: str = "*"
+    status: int | None = None
+    retry_after: int | None = None
+    latency: float = 0.0
+    drop: bool = False
+    cut_watch_after: float | None = None
+    probability: float = 1.0
+    times: int | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    fired: int = 0
+
+    def applies(self, verb: str, path: str) -> bool:
+        if self.verb == "write":
+            verb_ok = verb in WRITE_VERBS
+        elif self.verb == "read":
+            verb_ok = verb in ("get", "list", "watch")
+        else:
+            verb_ok = self.verb in ("*", verb)
+        return verb_ok and fnmatch.fnmatchcase(path, self.path)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Faults:
+    def __init__(self, seed: int | None = None) -> None:
+        self._rules: list[Fault] = []
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+
+    def add(self, fault: Fault | None = None, **fields) -> Fault:
+        rule = fault or Fault(**fields)
+        if rule.status is not None and not 400 <= rule.status <= 599:
+            raise ValueError(f"fault status must be 4xx or 5xx, got {rule.status}")
+        if not 0.0 <= rule.probability <= 1.0:
+            raise ValueError(f"fault probability must be within 0..1, got {rule.probability}")
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def remove(self, fault_id: str) -> bool:
+        with self._lock:
+            before = len(self._rules)
+            self._rules = [r for r in self._rules if r.id != fault_id]
+            return len(self._rules) != before
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def rules(self) -> list[Fault]:
+        with self._lock:
+            return list(self._rules)
+
+    def seed(self, seed: int) -> None:
+        with self._lock:
+            self._random.seed(seed)
+
+    def pick(self, verb: str, path: str) -> Fault | None:
+        """The first rule that fires for this request, counting it; None when the request goes through."""
+        if path.startswith("/_sandbox"):
+            return None
+        with self._lock:
+            for rule in self._rules:
+                if not rule.applies(verb, path):
+                    continue
+                if rule.times is not None and rule.fired >= rule.times:
+                    continue
+                if rule.probability < 1.0 and self._random.random() >= rule.probability:
+                    continue
+                rule.fired += 1
+                return rule
+        return None

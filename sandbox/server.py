@@ -1,0 +1,213 @@
+"""The Sandbox: a Kubernetes API stand-in on loopback, with controllers, faults and a request log."""
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from . import admission, errors, pki
+from .api import Api
+from .controllers import ControllerManager
+from .faults import Faults
+from .http import SandboxHTTPServer
+from .requestlog import RequestLog
+from .resources import RESOURCES, ResourceType
+from .store import Store, copy_of
+
+DEMO_MANIFESTS = Path(__file__).parent / "manifests"
+
+
+@dataclass
+class SandboxConfig:
+    """How the sandbox runs. `speed` makes simulated time pass faster (pod start-up, progress deadlines,
+    crash back-off); tests use a high speed so a 600 s progress deadline passes in seconds."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    tls: bool = False
+    token: str | None = None
+    speed: float = 1.0
+    pod_ready_seconds: float = 2.0
+    tick_seconds: float = 0.05
+    bookmark_seconds: float = 10.0
+    controllers: bool = True
+    manifests: tuple[Path, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"the sandbox binds to loopback only, not {self.host!r}")
+        if self.speed <= 0:
+            raise ValueError("speed must be positive")
+
+
+@dataclass
+class Sandbox:
+    config: SandboxConfig = field(default_factory=SandboxConfig)
+
+    def __post_init__(self) -> None:
+        self.log = logging.getLogger("sandbox")
+        self.store = Store()
+        self.api = Api(self.store)
+        self.faults = Faults(self.config.seed)
+        self.requests = RequestLog()
+        self.stopping = threading.Event()
+        self.ca: pki.KeyPair | None = None
+        self.controllers = ControllerManager(self)
+        self._server: SandboxHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> "Sandbox":
+        self._server = SandboxHTTPServer((self.config.host, self.config.port), self)
+        if self.config.tls:
+            self.ca = pki.generate_ca()
+            serving = pki.issue(self.ca, common_name="kube-apiserver", dns_names=["localhost"],
+                                ip_addresses=["127.0.0.1"], duration=pki.dt.timedelta(days=365))
+            self._server.socket = _tls_context(serving).wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False)
+        for path in self.config.manifests:
+            self.load_manifests(Path(path))
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="sandbox-http", daemon=True)
+        self._thread.start()
+        if self.config.controllers:
+            self.controllers.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.controllers.stop()
+        self.store.close_watchers()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "sandbox not started"
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def resource(self, kind: str) -> ResourceType:
+        for r in RESOURCES:
+            if r.kind == kind or r.plural == kind:
+                return r
+        raise KeyError(f"unknown kind {kind!r}; known: {sorted(r.kind for r in RESOURCES)}")
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict:
+        """A copy of a stored object (test helper)."""
+        return copy_of(self.store.get(self.resource(kind), namespace, name))
+
+    def list(self, kind: str, namespace: str | None = None) -> list[dict]:
+        return [copy_of(o) for o in self.store.items(self.resource(kind), namespace)]
+
+    def apply_object(self, obj: dict) -> dict:
+        """Create or replace one object as a server-side write would (defaults, validation)."""
+        obj = copy_of(obj)
+        resource = _resource_for(obj)
+        meta = obj.setdefault("metadata", {})
+        if resource.namespaced:
+            meta.setdefault("namespace", "default")
+        admission.default(resource, obj)
+        with self.store.lock:
+            existing = self.store.find(resource, meta.get("namespace"), meta.get("name", ""))
+            admission.validate(resource, obj, existing)
+            if existing is None:
+                if resource.kind not in ("Node", "Pod", "Namespace"):
+                    obj.pop("status", None)
+                return self.store.create(resource, obj)
+            if resource.has_status:
+                obj["status"] = existing.get("status", {})
+            return self.store.replace(resource, obj)
+
+    def load_manifests(self, path: Path) -> list[dict]:
+        """Seed state from a YAML file (multi-document) or every *.yaml file in a directory."""
+        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        docs: list[dict] = []
+        for file in files:
+            docs += [d for d in yaml.safe_load_all(file.read_text()) if d]
+        order = {"Namespace": 0, "Node": 1}
+        return [self.apply_object(d) for d in sorted(docs, key=lambda d: order.get(d.get("kind"), 2))]
+
+    # -- client configuration ----------------------------------------------------------------------
+
+    def kubeconfig(self, *, namespace: str = "default", context: str = "sandbox") -> dict:
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.ca is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca.cert_pem).decode()
+        user: dict[str, Any] = {"token": self.config.token} if self.config.token else {}
+        return {"apiVersion": "v1", "kind": "Config", "preferences": {},
+                "clusters": [{"name": context, "cluster": cluster}],
+                "users": [{"name": f"{context}-admin", "user": user}],
+                "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-admin",
+                                                           "namespace": namespace}}],
+                "current-context": context}
+
+    def write_kubeconfig(self, path: Path, **kwargs: Any) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.kubeconfig(**kwargs), sort_keys=False))
+        path.chmod(0o600)
+        return path
+
+    def wait_for(self, predicate, timeout: float = 10.0, interval: float = 0.02) -> Any:
+        """Poll `predicate()` until it returns a truthy value (test helper)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"condition not met within {timeout}s")
+            time.sleep(interval)
+
+
+def _resource_for(obj: dict) -> ResourceType:
+    api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    for r in RESOURCES:
+        if r.kind == kind and r.api_version == api_version:
+            return r
+    raise errors.bad_request(f'no matches for kind "{kind}" in version "{api_version}"')
+
+
+def _tls_context(serving: pki.KeyPair) -> ssl.SSLContext:
+    import tempfile
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
+        cert.write_bytes(serving.cert_pem)
+        key.write_bytes(serving.key_pem)
+        context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def iter_kinds(objs: Iterable[dict]) -> list[str]:
+    return [o.get("kind", "") for o in objs]
