@@ -17,6 +17,7 @@ from .selectors import (SelectorError, label_selector_from_object, object_fields
                         parse_label_selector, supported_fields)
 from .store import Store, Watcher, copy_of
 
+SCALE = ResourceType("autoscaling", "v1", "scale", "Scale", True, "scale")
 PATCH_TYPES = {
     "application/json-patch+json": "json",
     "application/merge-patch+json": "merge",
@@ -85,7 +86,7 @@ class Api:
             if method == "GET":
                 return Response(200, self.store.get(target.resource, target.namespace, target.name))
             if method == "PUT":
-                return self.update(request, target, self.decode_object(request, target))
+                return self.update(request, target, require_rv_if_custom(target, self.decode_object(request, target)))
             if method == "PATCH":
                 return self.patch(request, target)
             if method == "DELETE":
@@ -214,7 +215,14 @@ class Api:
         gone = self.store.delete(target.resource, target.namespace, target.name, dry_run=dry,
                                  uid=pre.get("uid"), resource_version=pre.get("resourceVersion"),
                                  orphan=propagation == "Orphan")
-        return Response(200, gone)
+        if target.resource.kind in RETURNS_DELETED_OBJECT:
+            return Response(200, gone)
+        # Most registries answer a Status naming what was deleted (genericregistry.Store.finalizeDelete).
+        resource = target.resource
+        details = {"name": target.name, **({"group": resource.group} if resource.group else {}),
+                   "kind": resource.plural, "uid": gone["metadata"].get("uid")}
+        return Response(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "details": details})
 
     def delete_collection(self, request: Request, target: Target) -> Response:
         matches = self.matcher(request, target.resource)
@@ -285,7 +293,7 @@ class Api:
         if request.method == "GET":
             return Response(200, current)
         if request.method == "PUT":
-            sent = self.decode_object(request, target)
+            sent = require_rv_if_custom(target, self.decode_object(request, target))
         elif request.method == "PATCH":
             sent = self.apply_patch(request, resource, current)
         else:
@@ -306,9 +314,7 @@ class Api:
             if request.method == "PUT":
                 sent = self.decode_object(request, target, kind="Scale")
             elif request.method == "PATCH":
-                sent = self.apply_patch(request, BY_KEY[("apps", "deployments")], scale) \
-                    if request.content_type != "application/strategic-merge-patch+json" \
-                    else patching.apply_merge_patch(scale, self.decode_json(request))
+                sent = self.apply_patch(request, SCALE, scale)
             else:
                 raise errors.method_not_allowed()
             replicas = (sent.get("spec") or {}).get("replicas")
@@ -332,6 +338,25 @@ def scale_of(obj: dict) -> dict:
         "spec": {"replicas": obj["spec"].get("replicas", 0)},
         "status": {"replicas": obj.get("status", {}).get("replicas", 0), "selector": str(selector)},
     }
+
+
+# Kinds whose registry sets ReturnDeletedObject (or defers deletion): DELETE answers the object itself.
+RETURNS_DELETED_OBJECT = frozenset({"Pod", "Service", "Namespace"})
+# Groups served as custom resources (CRDs): their updates must carry a resourceVersion.
+CUSTOM_GROUPS = frozenset({"cert-manager.io"})
+
+
+def require_rv_if_custom(target: Target, obj: dict) -> dict:
+    """The CRD strategy disallows unconditional updates: a PUT without metadata.resourceVersion is 422."""
+    resource = target.resource
+    if resource.group in CUSTOM_GROUPS and not obj["metadata"].get("resourceVersion"):
+        raise errors.ApiError(
+            422, "Invalid", f'{resource.plural}.{resource.group} "{target.name}" is invalid: metadata.resourceVersion: '
+                            "Invalid value: 0x0: must be specified for an update",
+            details={"name": target.name, "group": resource.group, "kind": resource.plural, "causes": [
+                {"reason": "FieldValueInvalid", "message": "Invalid value: 0x0: must be specified for an update",
+                 "field": "metadata.resourceVersion"}]})
+    return obj
 
 
 def is_dry_run(request: Request) -> bool:

@@ -59,8 +59,19 @@ def invalid(kind: str, name: str, causes: list[tuple[str, str]], group: str = ""
     text = "; ".join(f"{field}: {msg}" for field, msg in causes)
     message = f'{qualified} "{name}" is invalid: {text}' if causes else f'{qualified} "{name}" is invalid'
     details = _details(kind, name, group)
-    details["causes"] = [{"reason": "FieldValueInvalid", "message": msg, "field": field} for field, msg in causes]
+    details["causes"] = [{"reason": _cause_reason(msg), "message": msg, "field": field} for field, msg in causes]
     return ApiError(422, "Invalid", message, details=details)
+
+
+# field.ErrorType -> the CauseType the real server puts in Status.details.causes[].reason
+_CAUSE_REASONS = (("Required value", "FieldValueRequired"), ("Duplicate value", "FieldValueDuplicate"),
+                  ("Forbidden", "FieldValueForbidden"), ("Unsupported value", "FieldValueNotSupported"),
+                  ("Too long", "FieldValueTooLong"), ("Too many", "FieldValueTooMany"),
+                  ("Not found", "FieldValueNotFound"), ("Internal error", "InternalError"))
+
+
+def _cause_reason(message: str) -> str:
+    return next((reason for prefix, reason in _CAUSE_REASONS if message.startswith(prefix)), "FieldValueInvalid")
 
 
 def bad_request(message: str) -> ApiError:

@@ -10,11 +10,12 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from . import discovery, errors
+from . import discovery, errors, openapi_v2
 from .api import Request, Response, WatchStream
 from .faults import Fault
 from .requestlog import LoggedRequest, decode_body
 from .routing import Target, k8s_verb, parse_resource_path
+from .tables import table, wants_table
 
 if TYPE_CHECKING:
     from .server import Sandbox
@@ -29,13 +30,45 @@ class SandboxHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], sandbox: "Sandbox") -> None:
         self.sandbox = sandbox
+        self.encoder = Encoder()
         super().__init__(address, Handler)
+
+
+class Encoder:
+    """JSON encoding with a cache of stored objects' bytes: a stored object never changes under the same
+    (uid, resourceVersion), so a LIST joins cached encodings instead of re-serialising every item."""
+
+    LIMIT = 200_000
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], bytes] = {}
+
+    def encode(self, body: Any) -> bytes:
+        items = body.get("items") if isinstance(body, dict) and body.get("kind", "").endswith("List") else None
+        if not isinstance(items, list):
+            return json.dumps(body, separators=(",", ":")).encode()
+        head = json.dumps({k: v for k, v in body.items() if k != "items"}, separators=(",", ":")).encode()
+        return head[:-1] + b',"items":[' + b",".join(self.item(o) for o in items) + b"]}"
+
+    def item(self, obj: dict) -> bytes:
+        meta = obj.get("metadata") or {}
+        key = (meta.get("uid", ""), meta.get("resourceVersion", ""))
+        if not key[0]:
+            return json.dumps(obj, separators=(",", ":")).encode()
+        data = self._cache.get(key)
+        if data is None:
+            if len(self._cache) >= self.LIMIT:
+                self._cache.clear()
+            data = self._cache[key] = json.dumps(obj, separators=(",", ":")).encode()
+        return data
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: SandboxHTTPServer
     server_version = "kube-sandbox"
+    _record: Any = None              # the current request's log hook (see _serve)
+    disable_nagle_algorithm = True   # headers and body go out as separate writes: avoid a 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:  # the request log replaces stderr chatter
         pass
@@ -57,6 +90,19 @@ class Handler(BaseHTTPRequestHandler):
         status = 0
         body = b""
         verb = self.command.lower()
+        logged = False
+
+        def record(code: int) -> None:
+            # Logged as the answer starts (send_response), not after it is sent: a client that has read its
+            # answer must find its request in the log already.
+            nonlocal logged
+            if not logged and not path.startswith("/_sandbox"):
+                logged = True
+                sandbox.requests.record(LoggedRequest(
+                    started, self.command, path, query, content_type, decode_body(body), verb, code,
+                    self.headers.get("User-Agent", "")))
+
+        self._record = record
         try:
             body = self._read_body()
             target = parse_resource_path(path) if not path.startswith("/_sandbox") else None
@@ -82,10 +128,13 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 status = 0
         finally:
-            if not path.startswith("/_sandbox"):
-                sandbox.requests.record(LoggedRequest(
-                    started, self.command, path, query, content_type, decode_body(body), verb, status,
-                    self.headers.get("User-Agent", "")))
+            record(status)
+            self._record = None
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        if self._record is not None:
+            self._record(code)
+        super().send_response(code, message)
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -127,11 +176,19 @@ class Handler(BaseHTTPRequestHandler):
             return self._admin(request)
         if target is not None:
             result = sandbox.api.handle(request, target)
+            as_table = wants_table(request.headers.get("Accept", "")) and target.subresource is None
             if isinstance(result, WatchStream):
-                return self._stream(result, fault)
+                return self._stream(result, fault, as_table)
+            if as_table and request.method == "GET" and result.status == 200:
+                body = result.body
+                rows = body["items"] if target.name is None else [body]
+                result = Response(200, table(target.resource, rows, body["metadata"] if target.name is None else {}))
             return self._send(result)
         if request.method != "GET":
             raise errors.method_not_allowed()
+        if path == "/openapi/v2":
+            self._write(200, openapi_v2.document(), openapi_v2.MEDIA_TYPE, {})
+            return 200
         doc = _static_document(path)
         if doc is None:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -183,7 +240,7 @@ class Handler(BaseHTTPRequestHandler):
         return response.status
 
     def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> int:
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = self.server.encoder.encode(body)
         self._write(status, data, "application/json", headers or {})
         return status
 
@@ -197,7 +254,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, stream: WatchStream, fault: Fault | None) -> int:
+    def _stream(self, stream: WatchStream, fault: Fault | None, as_table: bool = False) -> int:
         """Send watch events as chunked JSON lines until the timeout, a cut fault, or shutdown."""
         sandbox = self.server.sandbox
         self.send_response(200)
@@ -211,6 +268,7 @@ class Handler(BaseHTTPRequestHandler):
         bookmark_every = sandbox.config.bookmark_seconds
         next_bookmark = time.monotonic() + bookmark_every
         watcher = stream.watcher
+        ended_by_error = False
         try:
             while not sandbox.stopping.is_set():
                 now = time.monotonic()
@@ -227,13 +285,22 @@ class Handler(BaseHTTPRequestHandler):
                     item = ()
                 if item is None:
                     break
+                if item and item[0] == "ERROR":           # e.g. 410 Expired: the stream's last event
+                    self._chunk({"type": "ERROR", "object": item[1]})
+                    ended_by_error = True
+                    break
                 if item:
-                    self._chunk({"type": item[0], "object": item[1]})
+                    obj = table(stream.resource, [item[1]]) if as_table else item[1]
+                    self._chunk({"type": item[0], "object": obj})
                 if stream.bookmarks and time.monotonic() >= next_bookmark:
-                    self._chunk(self._bookmark(stream))
-                    next_bookmark = time.monotonic() + bookmark_every
-            if stream.bookmarks:
-                self._chunk(self._bookmark(stream))
+                    bookmark = self._bookmark(stream)
+                    if bookmark is not None:
+                        self._chunk(bookmark)
+                        next_bookmark = time.monotonic() + bookmark_every
+            if stream.bookmarks and not ended_by_error:
+                bookmark = self._bookmark(stream)
+                if bookmark is not None:
+                    self._chunk(bookmark)
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except (ConnectionError, BrokenPipeError, OSError):
@@ -242,8 +309,15 @@ class Handler(BaseHTTPRequestHandler):
             watcher.close()
         return 200
 
-    def _bookmark(self, stream: WatchStream) -> dict:
-        rv = str(self.server.sandbox.store.resource_version)
+    def _bookmark(self, stream: WatchStream) -> dict | None:
+        """A BOOKMARK at the current version, or None while events are still queued for this stream: a
+        bookmark must not claim a version past an event the client has not been sent yet (it would resume
+        after it and miss it)."""
+        store = self.server.sandbox.store
+        with store.lock:                       # events are queued under this lock, so the check is exact
+            if not stream.watcher.events.empty():
+                return None
+            rv = str(store.resource_version)
         return {"type": "BOOKMARK", "object": {"kind": stream.resource.kind,
                                                "apiVersion": stream.resource.api_version,
                                                "metadata": {"resourceVersion": rv}}}

@@ -388,20 +388,13 @@ def _normalize_order(merged: list, patch_order: list, server_order: list, merge_
     server_only = [m for m in merged if index(patch_order, m) < 0]
     in_patch.sort(key=lambda m: index(patch_order, m))
     server_only.sort(key=lambda m: i if (i := index(server_order, m)) >= 0 else len(server_order))
-    out, i, j = [], 0, 0
-    while i < len(server_only) or j < len(in_patch):
-        if j >= len(in_patch):
-            out.append(server_only[i])
-            i += 1
-            continue
-        if i < len(server_only):
-            left, right = index(server_order, server_only[i]), index(server_order, in_patch[j])
-            if 0 <= left < right:
-                out.append(server_only[i])
-                i += 1
-                continue
-        out.append(in_patch[j])
-        j += 1
+    out: list = []
+    while server_only or in_patch:
+        if not in_patch or (server_only and
+                            0 <= index(server_order, server_only[0]) < index(server_order, in_patch[0])):
+            out.append(server_only.pop(0))
+        else:
+            out.append(in_patch.pop(0))
     return out
 
 

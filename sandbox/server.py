@@ -16,6 +16,7 @@ import yaml
 from . import admission, errors, pki
 from .api import Api
 from .controllers import ControllerManager
+from .eviction import install as install_pod_subresources
 from .faults import Faults
 from .http import SandboxHTTPServer
 from .requestlog import RequestLog
@@ -62,6 +63,7 @@ class Sandbox:
         self.stopping = threading.Event()
         self.ca: pki.KeyPair | None = None
         self.controllers = ControllerManager(self)
+        install_pod_subresources(self)          # pods/eviction and pods/log
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -63,8 +63,10 @@ class Watcher:
                 self.events.put(("MODIFIED", event.obj))
             elif now:
                 self.events.put(("ADDED", event.obj))       # started matching the selector
-            elif before:
-                self.events.put(("DELETED", event.obj))     # stopped matching the selector
+            elif before:                                    # stopped matching the selector: like the watch
+                last = {**event.previous, "metadata": {     # cache, the last matching state at this version
+                    **event.previous["metadata"], "resourceVersion": str(event.rv)}}
+                self.events.put(("DELETED", last))
         elif now:
             self.events.put((event.type, event.obj))
 
@@ -271,7 +273,12 @@ class Store:
                     raise errors.bad_request(f'invalid resource version "{since}"') from None
                 oldest = self._history[0].rv if self._history else self._rv + 1
                 if start < oldest - 1 and start < self._rv:
-                    raise errors.ApiError(410, "Expired", f"too old resource version: {start} ({oldest - 1})")
+                    # The real server accepts the watch and sends the 410 as the stream's only event.
+                    expired = errors.ApiError(410, "Expired", f"too old resource version: {start} ({oldest - 1})")
+                    watcher.closed = True
+                    watcher.events.put(("ERROR", expired.status()))
+                    watcher.events.put(None)
+                    return watcher
                 for event in self._history:
                     if event.rv > start:
                         watcher.offer(event)

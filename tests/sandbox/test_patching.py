@@ -369,3 +369,47 @@ def test_smp_inputs_never_mutated_nor_shared():
     containers(out)[0]["env"].append({"name": "Z"})
     out["metadata"]["labels"]["q"] = "1"
     assert target == t0 and patch == p0
+
+
+# Cases from k8s.io/apimachinery strategicpatch patch_test.go, mapped onto Pod containers (merge key
+# name) and metadata.finalizers (merging primitive list).
+@pytest.mark.parametrize("original, patch, expected", [
+    ([{"name": "1"}, {"name": "2", "value": "b"}, {"name": "3"}],
+     {"containers": [{"name": "3", "value": "c"}, {"name": "1", "value": "a"}, {"name": "2", "other": "x"}]},
+     [{"name": "3", "value": "c"}, {"name": "1", "value": "a"}, {"name": "2", "value": "b", "other": "x"}]),
+    ([{"name": "1"}, {"name": "2", "value": "b"}, {"name": "3"}],
+     {"containers": [{"name": "3", "value": "c"}, {"name": "1", "value": "a"}]},
+     [{"name": "2", "value": "b"}, {"name": "3", "value": "c"}, {"name": "1", "value": "a"}]),
+    ([{"name": "1"}, {"name": "1"}, {"name": "2", "value": "a"}, {"name": "3"}, {"name": "3"}],
+     {"containers": [{"name": "1", "$patch": "delete"}, {"name": "3", "$patch": "delete"}]},
+     [{"name": "2", "value": "a"}]),
+    ([{"name": "1"}, {"name": "3"}],
+     {"$setElementOrder/containers": [{"name": "3"}, {"name": "2"}, {"name": "1"}],
+      "containers": [{"name": "3", "value": "3"}, {"name": "1", "value": "1"}]},
+     [{"name": "3", "value": "3"}, {"name": "1", "value": "1"}]),
+    ([{"name": "1", "other": "a"}, {"name": "2", "value": "2", "other": "b"}],
+     {"$setElementOrder/containers": [{"name": "4"}, {"name": "1"}, {"name": "2"}, {"name": "3"}],
+      "containers": [{"name": "4", "value": "4"}, {"name": "3", "value": "3"}]},
+     [{"name": "4", "value": "4"}, {"name": "1", "other": "a"}, {"name": "2", "value": "2", "other": "b"},
+      {"name": "3", "value": "3"}]),
+    ([{"name": "hello2"}],
+     {"$setElementOrder/containers": [{"name": "hello"}, {"name": "doesntexist"}],
+      "containers": [{"name": "hello"}, {"$patch": "delete", "name": "doesntexist"}]},
+     [{"name": "hello"}, {"name": "hello2"}]),
+])
+def test_smp_upstream_merge_list_cases(original, patch, expected):
+    out = apply_strategic_merge_patch({"spec": {"containers": original}}, {"spec": patch}, kind="Pod")
+    assert out == {"spec": {"containers": expected}}
+
+
+@pytest.mark.parametrize("original, patch, expected", [
+    ([1, 2], {"finalizers": [2, 3]}, [1, 2, 3]),
+    ([1, 2, 3], {"finalizers": [3, 1, 2]}, [3, 1, 2]),
+    ([1, 2, 3], {"finalizers": [3, 1]}, [2, 3, 1]),
+    ([1, 2, 3, 4], {"$setElementOrder/finalizers": [1, 2, 4], "$deleteFromPrimitiveList/finalizers": [3]}, [1, 2, 4]),
+    ([1, 2, 3, 3, 4], {"$setElementOrder/finalizers": [1, 2], "$deleteFromPrimitiveList/finalizers": [3]}, [1, 2, 4]),
+    ([1, 3], {"$setElementOrder/finalizers": [3, 2, 1]}, [3, 1]),
+])
+def test_smp_upstream_primitive_list_cases(original, patch, expected):
+    out = apply_strategic_merge_patch({"metadata": {"finalizers": original}}, {"metadata": patch}, kind="Pod")
+    assert out == {"metadata": {"finalizers": expected}}

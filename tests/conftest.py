@@ -1,0 +1,60 @@
+"""Shared fixtures: a fresh sandbox per test (it starts in milliseconds) and real clients pointed at it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from kubernetes import client, config
+
+from sandbox.server import DEMO_MANIFESTS, Sandbox, SandboxConfig
+
+FAST = dict(speed=30.0, pod_ready_seconds=2.0, tick_seconds=0.02, bookmark_seconds=0.5)
+
+
+def start_sandbox(**overrides) -> Sandbox:
+    return Sandbox(SandboxConfig(**{**FAST, **overrides})).start()
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """An empty sandbox (just the `default` namespace and three Ready nodes), fast simulated time."""
+    sb = start_sandbox()
+    sb.apply_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    for i in range(3):
+        sb.apply_object({"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": f"node-{i}", "labels": {"kubernetes.io/hostname": f"node-{i}"}}})
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def demo_sandbox() -> Iterator[Sandbox]:
+    """A sandbox seeded with the demo estate."""
+    sb = start_sandbox(manifests=(DEMO_MANIFESTS,))
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def api_client(sandbox: Sandbox) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config_dict(sandbox.kubeconfig())
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def kubeconfig(sandbox: Sandbox, tmp_path: Path) -> Path:
+    return sandbox.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+def deployment_manifest(name: str = "web", image: str = "web:v1", replicas: int = 3, namespace: str = "default",
+                        progress_deadline: int = 60) -> dict:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas, "progressDeadlineSeconds": progress_deadline,
+                     "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "app", "image": image,
+                                                           "ports": [{"containerPort": 8080}]}]}}}}
