@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
 from .sandbox_cmd import add_sandbox_parser
+
+
+# Command modules, each with `add_parser(commands)`; the sandbox command needs no Prefect import.
+COMMANDS: list[str] = ["run_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_sandbox_parser(commands)
+    for module in COMMANDS:
+        importlib.import_module(f"runbooks.{module}").add_parser(commands)
     return parser
 
 

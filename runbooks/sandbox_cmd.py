@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from sandbox.catalog import write_demo_catalog
 from sandbox.server import DEMO_MANIFESTS, Sandbox, SandboxConfig
 
 
@@ -58,12 +59,14 @@ def run_sandbox(args: argparse.Namespace) -> int:
 
 
 def write_files(sandbox: Sandbox, directory: Path) -> None:
-    """kubeconfig first, env last: `env` existing means the sandbox is ready."""
+    """kubeconfig and catalog first, env last: `env` existing means the sandbox is ready."""
     directory.mkdir(parents=True, exist_ok=True)
     env = directory / "env"
     env.unlink(missing_ok=True)
     kubeconfig = sandbox.write_kubeconfig(directory / "kubeconfig").resolve()
+    catalog = write_demo_catalog(directory / "catalog.yaml", kubeconfig).resolve()
     lines = [f"export KUBECONFIG={shlex.quote(str(kubeconfig))}",
+             f"export RUNBOOKS_CATALOG={shlex.quote(str(catalog))}",
              f"export SANDBOX_URL={shlex.quote(sandbox.url)}"]
     tmp = directory / ".env.tmp"
     tmp.write_text("\n".join(lines) + "\n")

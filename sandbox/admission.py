@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 
 from . import errors
@@ -156,7 +157,7 @@ def _check_workload(obj: dict, old: dict | None, causes: list[tuple[str, str]]) 
         causes.append(("spec.selector", "Invalid value: empty selector is invalid for deployment"))
     elif not parsed.matches(labels):
         causes.append(("spec.template.metadata.labels",
-                       f"Invalid value: {labels!r}: `selector` does not match template `labels`"))
+                       f"Invalid value: {_go_string_map(labels)}: `selector` does not match template `labels`"))
     _check_pod_spec(template.get("spec"), "spec.template.spec", causes)
     if old is not None and old.get("spec", {}).get("selector") != selector:
         causes.append(("spec.selector", f"Invalid value: {selector!r}: field is immutable"))
@@ -164,6 +165,14 @@ def _check_workload(obj: dict, old: dict | None, causes: list[tuple[str, str]]) 
     if deadline is not None and (not isinstance(deadline, int) or deadline <= spec.get("minReadySeconds", 0)):
         causes.append(("spec.progressDeadlineSeconds",
                        f"Invalid value: {deadline!r}: must be greater than minReadySeconds"))
+
+
+def _go_string_map(labels: object) -> str:
+    """Go's %#v of a map[string]string, as field.Invalid prints it: map[string]string{"app":"web"}."""
+    if not isinstance(labels, dict):
+        return repr(labels)
+    return "map[string]string{" + ", ".join(f"{json.dumps(str(k))}:{json.dumps(str(v))}"
+                                             for k, v in sorted(labels.items())) + "}"
 
 
 def _check_pod(obj: dict, old: dict | None, causes: list[tuple[str, str]]) -> None:

@@ -201,8 +201,11 @@ class Api:
             if kind == "merge":
                 return patching.apply_merge_patch(current, body)
             return patching.apply_strategic_merge_patch(current, body, kind=resource.kind)
-        except patching.StrategicMergeUnsupported as exc:
-            raise errors.unsupported_media_type(str(exc)) from None
+        except patching.StrategicMergeUnsupported:
+            # custom resources: the patch types a CRD serves (negotiation.NewUnsupportedMediaTypeError)
+            raise errors.unsupported_media_type(
+                "the body of the request was in an unknown format - accepted media types include: "
+                "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml") from None
         except patching.PatchError as exc:
             raise errors.ApiError(422, "Invalid", str(exc)) from None
 

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+VERBS = WRITE_VERBS | {"get", "list", "watch", "write", "read", "*"}
 
 
 @dataclass
@@ -50,10 +51,7 @@ class Faults:
 
     def add(self, fault: Fault | None = None, **fields) -> Fault:
         rule = fault or Fault(**fields)
-        if rule.status is not None and not 400 <= rule.status <= 599:
-            raise ValueError(f"fault status must be 4xx or 5xx, got {rule.status}")
-        if not 0.0 <= rule.probability <= 1.0:
-            raise ValueError(f"fault probability must be within 0..1, got {rule.probability}")
+        _check(rule)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -91,3 +89,31 @@ class Faults:
                 rule.fired += 1
                 return rule
         return None
+
+
+def _check(rule: Fault) -> None:
+    """Reject a rule that could never fire or would break the request it fires on (ValueError)."""
+    def number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    def count(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    if rule.verb not in VERBS:
+        raise ValueError(f"fault verb must be one of {sorted(VERBS)}, got {rule.verb!r}")
+    if not isinstance(rule.path, str) or not rule.path:
+        raise ValueError(f"fault path must be a non-empty glob, got {rule.path!r}")
+    if rule.status is not None and not (count(rule.status) and 400 <= rule.status <= 599):
+        raise ValueError(f"fault status must be 4xx or 5xx, got {rule.status!r}")
+    if rule.retry_after is not None and not count(rule.retry_after):
+        raise ValueError(f"fault retry_after must be a non-negative integer, got {rule.retry_after!r}")
+    if not number(rule.latency) or rule.latency < 0:
+        raise ValueError(f"fault latency must be a non-negative number of seconds, got {rule.latency!r}")
+    if not isinstance(rule.drop, bool):
+        raise ValueError(f"fault drop must be true or false, got {rule.drop!r}")
+    if rule.cut_watch_after is not None and (not number(rule.cut_watch_after) or rule.cut_watch_after < 0):
+        raise ValueError(f"fault cut_watch_after must be a non-negative number, got {rule.cut_watch_after!r}")
+    if not number(rule.probability) or not 0.0 <= rule.probability <= 1.0:
+        raise ValueError(f"fault probability must be within 0..1, got {rule.probability!r}")
+    if rule.times is not None and not count(rule.times):
+        raise ValueError(f"fault times must be a non-negative integer, got {rule.times!r}")

@@ -210,7 +210,12 @@ class Handler(BaseHTTPRequestHandler):
             if method == "GET":
                 return self._send_json(200, {"faults": [f.as_dict() for f in sandbox.faults.rules()]})
             if method == "POST":
-                payload = json.loads(request.body or b"{}")
+                try:
+                    payload = json.loads(request.body or b"{}")
+                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                    raise errors.bad_request(f"fault rule is not valid JSON: {exc}") from None
+                if not isinstance(payload, dict):
+                    raise errors.bad_request("fault rule must be a JSON object")
                 allowed = {"verb", "path", "status", "retry_after", "latency", "drop", "cut_watch_after",
                            "probability", "times"}
                 unknown = set(payload) - allowed

@@ -58,3 +58,11 @@ def deployment_manifest(name: str = "web", image: str = "web:v1", replicas: int 
                      "template": {"metadata": {"labels": labels},
                                   "spec": {"containers": [{"name": "app", "image": image,
                                                            "ports": [{"containerPort": 8080}]}]}}}}
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test server for the whole session (it takes ~16 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+    with prefect_test_harness(server_startup_timeout=90):
+        yield

@@ -10,6 +10,7 @@ from ..store import now_rfc3339
 from . import Controller
 
 KUBELET_VERSION = "v1.31.0"
+UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
 CAPACITY = {"cpu": "4", "ephemeral-storage": "100Gi", "hugepages-2Mi": "0", "memory": "16Gi", "pods": "110"}
 
 _CONDITIONS = (  # (type, status, reason, message) in the order a kubelet reports them
@@ -18,6 +19,30 @@ _CONDITIONS = (  # (type, status, reason, message) in the order a kubelet report
     ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
     ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
 )
+
+
+def tolerates(tolerations: list[dict], taint: dict) -> bool:
+    """v1.Toleration.ToleratesTaint: empty effect matches any effect, empty key with Exists matches any key."""
+    for toleration in tolerations or ():
+        if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
+            continue
+        if toleration.get("key") and toleration["key"] != taint.get("key"):
+            continue
+        operator = toleration.get("operator") or "Equal"
+        if operator == "Exists" or toleration.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def effective_taints(node: dict) -> list[dict]:
+    """The node's taints plus the one the node lifecycle controller puts on a node that is not Ready."""
+    taints = list((node.get("spec") or {}).get("taints") or [])
+    ready = condition_status(node, "Ready")
+    if ready == "False":
+        taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
+    elif ready != "True":
+        taints.append({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"})
+    return taints
 
 
 def node_ready(node: dict) -> bool:

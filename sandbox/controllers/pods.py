@@ -13,11 +13,10 @@ import time
 
 from ..store import now_rfc3339
 from . import Controller
-from .nodes import condition_status, internal_ip, node_ready
+from .nodes import UNSCHEDULABLE_TAINT, condition_status, effective_taints, internal_ip, node_ready, tolerates
 
 TERMINAL = ("Succeeded", "Failed")
 BACKOFF_START, BACKOFF_CAP = 10, 300          # kubelet crash back-off, simulated seconds
-UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
 
 
 def pod_logs(sandbox) -> dict:
@@ -30,19 +29,6 @@ def pod_logs(sandbox) -> dict:
 
 def pod_ready(pod: dict) -> bool:
     return condition_status(pod, "Ready") == "True"
-
-
-def tolerates(tolerations: list[dict], taint: dict) -> bool:
-    """v1.Toleration.ToleratesTaint: empty effect matches any effect, empty key with Exists matches any key."""
-    for toleration in tolerations or ():
-        if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-            continue
-        if toleration.get("key") and toleration["key"] != taint.get("key"):
-            continue
-        operator = toleration.get("operator") or "Equal"
-        if operator == "Exists" or toleration.get("value", "") == taint.get("value", ""):
-            return True
-    return False
 
 
 def set_condition(status: dict, kind: str, value: str, stamp: str, reason: str | None = None,
@@ -127,24 +113,13 @@ def _misfit(pod: dict, node: dict) -> str | None:
     tolerations = pod["spec"].get("tolerations") or []
     if (node.get("spec") or {}).get("unschedulable") and not tolerates(tolerations, UNSCHEDULABLE_TAINT):
         return "node(s) were unschedulable"
-    for taint in _taints(node):
+    for taint in effective_taints(node):
         if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(tolerations, taint):
             return f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value', '')}}}"
     labels = node["metadata"].get("labels") or {}
     if any(labels.get(k) != v for k, v in (pod["spec"].get("nodeSelector") or {}).items()):
         return "node(s) didn't match Pod's node affinity/selector"
     return None
-
-
-def _taints(node: dict) -> list[dict]:
-    """The node's taints plus the one the node lifecycle controller puts on a node that is not Ready."""
-    taints = list((node.get("spec") or {}).get("taints") or [])
-    ready = condition_status(node, "Ready")
-    if ready == "False":
-        taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
-    elif ready != "True":
-        taints.append({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"})
-    return taints
 
 
 def _fit_error(total: int, reasons: collections.Counter) -> str:
@@ -248,48 +223,48 @@ class Kubelet(Controller):
         return status
 
     def _ip_for(self, pod: dict, host: str, used: set) -> str:
-        uid = pod["metadata"]["uid"]
+        """A stable pod IP in the node's 10.244.<n>.0/24 (n from the node's address), unique among pods."""
+        uid, subnet = pod["metadata"]["uid"], host.rsplit(".", 1)[-1]
         if uid not in self._ips:
-            ip = (pod.get("status") or {}).get("podIP")
-            if not ip:
-                subnet = host.rsplit(".", 1)[-1]
-                ip = next(f"10.244.{subnet}.{y}" for y in range(2, 255) if f"10.244.{subnet}.{y}" not in used)
-            used.add(ip)
-            self._ips[uid] = ip
+            self._ips[uid] = (pod.get("status") or {}).get("podIP") or next(
+                f"10.244.{subnet}.{y}" for y in range(2, 255) if f"10.244.{subnet}.{y}" not in used)
+            used.add(self._ips[uid])
         return self._ips[uid]
 
     def _announce(self, pod: dict, status: dict) -> None:
         """Events and log lines for each container instance not yet announced (start, or a crash restart)."""
-        told = self._told[pod["metadata"]["uid"]]
-        specs = {c["name"]: c for c in pod["spec"].get("containers") or []}
+        told, meta = self._told[pod["metadata"]["uid"]], pod["metadata"]
+        images = {c["name"]: c["image"] for c in pod["spec"].get("containers") or []}
         for cstatus in status["containerStatuses"]:
-            name = cstatus["name"]
-            image = specs[name]["image"]
+            name, image = cstatus["name"], images[cstatus["name"]]
             if name not in told:
                 told[name] = 0
-                self.record_event(pod, "Pulling", f'Pulling image "{image}"')
+                self._event(pod, "Pulling", f'Pulling image "{image}"')
             if not cstatus["imageID"] or told[name] >= cstatus["restartCount"] + 1:
                 continue                          # not started yet, or this instance was announced
-            first = told[name] == 0
+            self._event(pod, "Pulled", f'Container image "{image}" already present on machine' if told[name] else
+                        f'Successfully pulled image "{image}" in 1.204s (1.204s including waiting). '
+                        f'Image size: {len(image) * 1048573} bytes.')
             told[name] = cstatus["restartCount"] + 1
-            self._start_events(pod, name, image, first)
+            self._event(pod, "Created", f"Created container {name}")
+            self._event(pod, "Started", f"Started container {name}")
             crash = cstatus["lastState"].get("terminated")
-            self._write_logs(pod, name, image, crash["startedAt"] if crash else
-                             cstatus["state"]["running"]["startedAt"], crash is not None)
+            self._write_logs(pod, name, image, (crash or cstatus["state"].get("running", {}))["startedAt"],
+                             crash is not None)
             if crash:
-                self.record_event(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
-                                  f"{pod['metadata']['name']}_{pod['metadata']['namespace']}"
-                                  f"({pod['metadata']['uid']})", type="Warning")
+                self._event(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
+                                            f"{meta['name']}_{meta['namespace']}({meta['uid']})", "Warning")
 
-    def _start_events(self, pod: dict, name: str, image: str, first: bool) -> None:
-        if first:
-            size = int(hashlib.sha256(image.encode()).hexdigest()[:6], 16) * 16
-            self.record_event(pod, "Pulled", f'Successfully pulled image "{image}" in 1.204s (1.204s including '
-                                             f'waiting). Image size: {size} bytes.')
-        else:
-            self.record_event(pod, "Pulled", f'Container image "{image}" already present on machine')
-        self.record_event(pod, "Created", f"Created container {name}")
-        self.record_event(pod, "Started", f"Started container {name}")
+    def _event(self, pod: dict, reason: str, message: str, type: str = "Normal") -> None:
+        """Record an event, or count a repeat on the existing one as the kubelet's event aggregation does."""
+        events, meta = self.kind("Event"), pod["metadata"]
+        for event in self.store.items(events, meta["namespace"]):
+            if event["involvedObject"].get("uid") == meta["uid"] and event["reason"] == reason \
+                    and event["message"] == message:
+                self.store.mutate(events, meta["namespace"], event["metadata"]["name"], lambda e: {
+                    **e, "count": e.get("count", 1) + 1, "lastTimestamp": now_rfc3339()})
+                return
+        self.record_event(pod, reason, message, type=type)
 
     def _write_logs(self, pod: dict, name: str, image: str, stamp: str, crash: bool) -> None:
         lines = [f"{stamp} INFO starting {image}"]

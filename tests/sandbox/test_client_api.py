@@ -339,7 +339,8 @@ def test_not_found_and_already_exists_are_status_objects(quiet, quiet_client):
 
 @pytest.mark.parametrize("mutate, field, reason, fragment", [
     (lambda d: d["spec"]["template"]["metadata"].update(labels={"app": "other"}),
-     "spec.template.metadata.labels", "FieldValueInvalid", "`selector` does not match template `labels`"),
+     "spec.template.metadata.labels", "FieldValueInvalid",
+     'Invalid value: map[string]string{"app":"other"}: `selector` does not match template `labels`'),
     (lambda d: d["spec"].update(replicas=-1),
      "spec.replicas", "FieldValueInvalid", "Invalid value: -1: must be greater than or equal to 0"),
     (lambda d: d["spec"]["template"]["spec"]["containers"][0].pop("image"),
@@ -723,6 +724,9 @@ def test_certificate_rejects_strategic_merge_but_takes_merge_patch(quiet, quiet_
                                               _content_type="application/strategic-merge-patch+json")
     body = status_of(exc.value)
     assert (exc.value.status, body["reason"]) == (415, "UnsupportedMediaType")
+    assert body["message"] == ("the body of the request was in an unknown format - accepted media types include: "
+                               "application/json-patch+json, application/merge-patch+json, "
+                               "application/apply-patch+yaml")
     assert quiet.get("Certificate", "web-tls", "default") == before
 
     out = custom.patch_namespaced_custom_object(CERT_GROUP, CERT_VERSION, "default", CERT_PLURAL, "web-tls",
@@ -773,7 +777,7 @@ def test_scale_subresource_reads_and_patches_replicas(quiet, quiet_client):
     apps = client.AppsV1Api(quiet_client)
     dep = deployment_manifest(replicas=3)
     dep["spec"]["selector"]["matchExpressions"] = [{"key": "tier", "operator": "In", "values": ["fe", "be"]}]
-    dep["spec"]["template"]["metadata"]["labels"]["tier"] = "fe"
+    dep["spec"]["template"]["metadata"]["labels"] = {"app": "web", "tier": "fe"}
     apps.create_namespaced_deployment("default", dep)
     apps.patch_namespaced_deployment_status("web", "default", {"status": {"replicas": 3}})
 

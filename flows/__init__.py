@@ -1,0 +1,1 @@
+"""Runbooks as Prefect flows: one module per runbook."""

@@ -1,0 +1,31 @@
+"""The catalog of the sandbox's demo estate, written next to its kubeconfig."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+DEMO_SERVICES = {
+    "payments-api": {"namespace": "payments", "deployment": "payments-api", "tier": "critical",
+                     "github_repo": "example/payments-api"},
+    "checkout-web": {"namespace": "checkout", "deployment": "checkout-web", "tier": "critical",
+                     "github_repo": "example/checkout-web"},
+    "cart": {"namespace": "checkout", "deployment": "cart"},
+}
+
+
+def demo_catalog(kubeconfig: Path, *, context: str = "sandbox") -> dict:
+    cluster = {"kind": "kubeconfig", "kubeconfig": str(kubeconfig), "context": context}
+    return {"environments": {
+        "production": {"cluster": cluster, "production": True,
+                       "approval": {"policy": "one", "timeout_seconds": 900, "escalate_after_seconds": 300},
+                       "cooldown_seconds": 300, "verify_timeout_seconds": 300, "services": DEMO_SERVICES},
+        "staging": {"cluster": cluster, "approval": {"policy": "auto"}, "cooldown_seconds": 0,
+                    "verify_timeout_seconds": 300, "services": DEMO_SERVICES},
+    }}
+
+
+def write_demo_catalog(path: Path, kubeconfig: Path) -> Path:
+    path.write_text("# Written by `runbooks sandbox`: the demo estate, both environments on the sandbox.\n"
+                    + yaml.safe_dump(demo_catalog(kubeconfig.resolve()), sort_keys=False))
+    return path

@@ -1,0 +1,1 @@
+"""Reusable Prefect tasks: one module per system or concern (see DESIGN.md)."""

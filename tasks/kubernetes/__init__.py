@@ -1,0 +1,1 @@
+"""Kubernetes tasks: one module per resource kind."""

@@ -1,0 +1,214 @@
+"""Post-incident: the run report (a Prefect markdown artifact) and best-effort notifications.
+
+The report follows the runbook template (`# Runbook: ...` with bold header fields, then sections), so
+the evidence of a run reads like the runbook it replaces. Secrets are redacted before publishing.
+
+Notification blocks, and why custom webhooks are the fallback: Prefect's `SlackWebhook` and
+`MicrosoftTeamsWebhook` blocks hand their URL to apprise, and apprise cannot deliver either one to a
+loopback HTTP endpoint (checked against apprise 1.13 / Prefect 3.8):
+
+- `SlackWebhook`: apprise only recognises `https://hooks.slack.com/services/A/B/C`, and its Slack
+  plugin always posts to the fixed `https://hooks.slack.com/services` (the host is rewritten). Any
+  other URL is "Unparseable", the block has no service to notify, and `notify` silently does nothing.
+- `MicrosoftTeamsWebhook`: apprise's Workflows plugin keeps the host and port but always posts with
+  `https://`, so a plain-HTTP endpoint (a sandbox, a capture server, an internal relay) fails.
+
+So `notify` loads, for a notification named `block`, the native block type first (what production
+uses against the real services) and otherwise a `CustomWebhookNotificationBlock` of the same name,
+which posts with httpx to any URL. `slack_webhook_block` / `teams_webhook_block` build such blocks
+with Slack-shaped (`{"text": ...}`) and Teams-shaped (Workflows adaptive card) JSON bodies; the same
+blocks also work against the real Slack and Teams Workflows endpoints.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from typing import Any, get_args
+
+from prefect.artifacts import create_markdown_artifact
+from prefect.blocks.abstract import NotificationBlock
+from prefect.blocks.notifications import (CustomWebhookNotificationBlock, MicrosoftTeamsWebhook,
+                                          SlackWebhook)
+
+from .catalog import Environment, Notification
+from .models import RunRecord
+from .redaction import redact, register_secret
+
+NATIVE_BLOCKS: dict[str, type[NotificationBlock]] = {"slack": SlackWebhook, "teams": MicrosoftTeamsWebhook}
+EVENTS: tuple[str, ...] = get_args(get_args(Notification.model_fields["events"].annotation)[0])
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+def _cell(value: Any) -> str:
+    """One markdown table cell: JSON for structured values; pipes and newlines escaped."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text.replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+
+
+def _utc(moment: dt.datetime) -> str:
+    """ISO-like UTC timestamp; naive datetimes are taken to be UTC already."""
+    moment = moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _header(record: RunRecord) -> list[str]:
+    target = f"{record.target.environment}/{record.target.service}" if record.target else "(no target)"
+    trigger = record.trigger.kind + (f": {record.trigger.detail}" if record.trigger.detail else "")
+    return [f"# Runbook: {record.runbook} on {target}: {record.outcome}", "",
+            f"**Outcome**: {record.outcome}  ",
+            f"**Trigger**: {trigger}  ",
+            f"**Requested by**: {record.requested_by}  ",
+            f"**Reason**: {record.reason or '(none given)'}  ",
+            f"**Dry run**: {'yes' if record.dry_run else 'no'}  ",
+            f"**Emergency override**: {record.emergency_override or 'none'}"]
+
+
+def _approvals(record: RunRecord) -> list[str]:
+    if not record.approvals:
+        return ["No approvals recorded."]
+    rows = [f"| {a.decision} | {_cell(a.approver)} | {_cell(a.reason)} | `{a.plan_digest}` | {_utc(a.at)} |"
+            for a in record.approvals]
+    return ["| decision | approver | reason | plan digest | time (UTC) |", "|---|---|---|---|---|", *rows]
+
+
+def _before_after(record: RunRecord) -> list[str]:
+    keys = list(dict.fromkeys([*record.before, *record.after]))
+    if not keys:
+        return ["Nothing recorded."]
+    missing = "—"
+    rows = [f"| {_cell(k)} | {_cell(record.before.get(k, missing))} | {_cell(record.after.get(k, missing))} |"
+            for k in keys]
+    return ["| key | before | after |", "|---|---|---|", *rows]
+
+
+def _timeline(record: RunRecord) -> list[str]:
+    if not record.timeline:
+        return ["No steps recorded."]
+    rows = [f"| {_utc(e.at)} | {_cell(e.step)} | {_cell(e.message)} |" for e in record.timeline]
+    return ["| time (UTC) | step | message |", "|---|---|---|", *rows]
+
+
+def render_report(record: RunRecord) -> str:
+    """Render the run record as markdown in the runbook template's shape. Pure; does not redact."""
+    sections = [
+        _header(record),
+        ["## Plan", "", record.plan.markdown() if record.plan else "No plan was made."],
+        ["## Approvals", "", *_approvals(record)],
+        ["## Before / After", "", *_before_after(record)],
+        ["## Verification evidence", "", *([f"- {e}" for e in record.evidence] or ["No evidence recorded."])],
+        ["## Timeline", "", *_timeline(record)],
+    ]
+    if record.next_steps:
+        sections.append(["## Next steps", "", *[f"- [ ] {s}" for s in record.next_steps]])
+    return "\n\n".join("\n".join(s) for s in sections) + "\n"
+
+
+# --- publishing ------------------------------------------------------------------------------
+
+def artifact_key(record: RunRecord) -> str:
+    """`runbook-<runbook>-<service>`: Prefect keys allow only lowercase letters, digits and dashes."""
+    parts = ["runbook", record.runbook] + ([record.target.service] if record.target else [])
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())).strip("-")
+
+
+def publish_report(record: RunRecord) -> str:
+    """Render, redact and publish the report as a markdown artifact; return the published markdown.
+
+    Inside a flow or task run the artifact is linked to that run; the stable key groups every
+    report of one runbook on one service in the UI's Artifacts page.
+    """
+    markdown = redact(render_report(record))
+    create_markdown_artifact(markdown=markdown, key=artifact_key(record), description="Run report",
+                             _sync=True)
+    return markdown
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+def slack_webhook_block(url: str, *, name: str) -> CustomWebhookNotificationBlock:
+    """A webhook block posting Slack's incoming-webhook body (`{"text": ...}`) to `url`."""
+    return CustomWebhookNotificationBlock(name=name, url=url,
+                                          json_data={"text": "*{{subject}}*\n{{body}}"})
+
+
+def teams_webhook_block(url: str, *, name: str) -> CustomWebhookNotificationBlock:
+    """A webhook block posting a Teams Workflows message (an adaptive card) to `url`."""
+    card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
+            "version": "1.4",
+            "body": [{"type": "TextBlock", "text": "{{subject}}", "weight": "bolder", "wrap": True},
+                     {"type": "TextBlock", "text": "{{body}}", "wrap": True}]}
+    return CustomWebhookNotificationBlock(name=name, url=url, json_data={
+        "type": "message",
+        "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]})
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The run logger inside a run (so warnings show in the UI), a module logger outside one."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def _load_block(notification: Notification) -> NotificationBlock:
+    """The native block named `notification.block`, else a custom webhook block of that name."""
+    for block_type in (NATIVE_BLOCKS[notification.kind], CustomWebhookNotificationBlock):
+        try:
+            return block_type.load(notification.block, _sync=True)
+        except ValueError:  # Prefect's "Unable to find block document named ..."
+            continue
+    raise LookupError(f"no {NATIVE_BLOCKS[notification.kind].__name__} or "
+                      f"CustomWebhookNotificationBlock named {notification.block!r}")
+
+
+def _send(notification: Notification, body: str, subject: str) -> None:
+    block = _load_block(notification)
+    # the webhook URL carries its credential (Slack tokens, Teams signatures): never let it be logged
+    url = getattr(block, "url", None)
+    register_secret(url.get_secret_value() if hasattr(url, "get_secret_value") else str(url or ""))
+    for value in getattr(getattr(block, "secrets", None), "get_secret_value", dict)().values():
+        register_secret(str(value))
+    with block.raise_on_failure():   # apprise blocks otherwise fail silently
+        block.notify(body, subject, _sync=True)
+
+
+def _describe(exc: Exception) -> str:
+    """Why a send failed, without its message: httpx and apprise messages quote the webhook URL."""
+    if isinstance(exc, LookupError):   # ours: names only the block
+        return str(exc)
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return type(exc).__name__ + (f" (HTTP {status})" if status else "")
+
+
+def notify(environment: Environment, event: str, message: str, *, subject: str) -> list[str]:
+    """Send `message` to every notification of `environment` subscribed to `event`; best effort.
+
+    A notification that cannot be loaded or delivered is logged as a warning and skipped: a run that
+    changed production must not fail because Slack is down. Message and subject are redacted first.
+
+    Returns:
+        The block names that accepted the message.
+
+    Raises:
+        ValueError: `event` is not one of the catalog's notification events (a caller bug).
+    """
+    if event not in EVENTS:
+        raise ValueError(f"unknown notification event {event!r}; allowed: {', '.join(EVENTS)}")
+    body, title = redact(message), redact(subject)
+    notified: list[str] = []
+    for notification in environment.notifications:
+        if event not in notification.events:
+            continue
+        try:
+            _send(notification, body, title)
+        except Exception as exc:  # best effort by design: one failed channel must not fail the run
+            _logger().warning("notification %r (%s) for %s failed: %s",
+                              notification.block, notification.kind, event, _describe(exc))
+            continue
+        notified.append(notification.block)
+    return notified

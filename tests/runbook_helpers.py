@@ -1,0 +1,90 @@
+"""Helpers for runbook flow tests: a sandbox with the demo estate, a catalog for it, and a gate resumer."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from kubernetes import client, config
+
+from sandbox.catalog import DEMO_SERVICES
+from sandbox.server import Sandbox
+
+NOW = dt.datetime.now(dt.timezone.utc)
+
+
+def write_catalog(sandbox: Sandbox, directory: Path, **production: Any) -> Path:
+    """A catalog with environments production (one approver), prod-two, staging (auto) and frozen."""
+    kubeconfig = sandbox.write_kubeconfig(directory / "kubeconfig")
+    cluster = {"kind": "kubeconfig", "kubeconfig": str(kubeconfig)}
+    base = {"cluster": cluster, "cooldown_seconds": 0, "verify_timeout_seconds": 60, "services": DEMO_SERVICES}
+    environments = {
+        "production": {**base, "approval": {"policy": "one", "timeout_seconds": 60}, **production},
+        "prod-two": {**base, "approval": {"policy": "two", "timeout_seconds": 60}},
+        "staging": {**base, "approval": {"policy": "auto"}},
+        "frozen": {**base, "approval": {"policy": "auto"},
+                   "freeze_windows": [{"start": (NOW - dt.timedelta(hours=1)).isoformat(),
+                                       "end": (NOW + dt.timedelta(hours=3)).isoformat(),
+                                       "reason": "Black Friday freeze"}]},
+    }
+    path = directory / "catalog.yaml"
+    path.write_text(yaml.safe_dump({"environments": environments}))
+    return path
+
+
+def apps_api(sandbox: Sandbox) -> client.AppsV1Api:
+    return client.AppsV1Api(config.new_client_from_config_dict(sandbox.kubeconfig()))
+
+
+def release(sandbox: Sandbox, image: str, *, namespace: str = "payments", name: str = "payments-api",
+            container: str = "api") -> None:
+    """Ship a new image the way CI does (a strategic merge patch) and wait until it is observed."""
+    apps_api(sandbox).patch_namespaced_deployment(
+        name, namespace, {"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}})
+    sandbox.wait_for(lambda: sandbox.get("Deployment", name, namespace)["status"].get("observedGeneration")
+                     == sandbox.get("Deployment", name, namespace)["metadata"]["generation"])
+
+
+def wait_healthy(sandbox: Sandbox, *, namespace: str = "payments", name: str = "payments-api",
+                 timeout: float = 30) -> None:
+    def done() -> bool:
+        d = sandbox.get("Deployment", name, namespace)
+        s = d.get("status", {})
+        return (s.get("observedGeneration") == d["metadata"]["generation"]
+                and s.get("updatedReplicas") == s.get("availableReplicas") == d["spec"]["replicas"]
+                and s.get("replicas") == d["spec"]["replicas"])
+    sandbox.wait_for(done, timeout=timeout)
+
+
+def run_in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict]:
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            box["error"] = exc
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def wait_for_paused_run(flow_name: str, *, after: dt.datetime, timeout: float = 60) -> str:
+    """The id of the newest run of `flow_name` started after `after` that is Paused (waiting at a gate)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterStartTime
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as prefect:
+        while time.monotonic() < deadline:
+            runs = prefect.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=after)))
+            paused = [r for r in runs if r.state and r.state.is_paused()]
+            if paused:
+                return str(paused[0].id)
+            time.sleep(0.3)
+    raise TimeoutError(f"no paused run of {flow_name} within {timeout}s")

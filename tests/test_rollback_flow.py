@@ -1,0 +1,221 @@
+"""The emergency-rollback runbook end to end: a real flow under Prefect, the real client, the sandbox."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+
+from flows.rollback import emergency_rollback
+from sandbox.server import DEMO_MANIFESTS
+from tasks.approval import answer_gate
+from tasks.errors import ApprovalRejected, GuardRefused, TargetNotFound
+from tests.conftest import start_sandbox
+from tests.runbook_helpers import (release, run_in_thread, wait_for_paused_run, wait_healthy, write_catalog)
+
+from .sandbox.kubectl_helpers import Kubectl, kubectl_binary
+
+GOOD = "ghcr.io/example/payments-api:1.4.2"
+BAD = "ghcr.io/example/payments-api:1.5.0-crashloop"
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture
+def estate(demo_sandbox, tmp_path, monkeypatch):
+    """The demo estate with a bad release of payments-api on top of a healthy one."""
+    monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(demo_sandbox, tmp_path)))
+    wait_healthy(demo_sandbox)
+    release(demo_sandbox, BAD)
+    return demo_sandbox
+
+
+def image_of(sandbox) -> str:
+    return sandbox.get("Deployment", "payments-api", "payments")["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def deployment_writes(sandbox, since: float) -> list:
+    return [r for r in sandbox.requests.writes(since) if "/deployments/" in r.path]
+
+
+def rollback(**params):
+    params = {"service": "payments-api", "environment": "staging", "requested_by": "alice",
+              "reason": "crash loop after 1.5.0", **params}
+    return emergency_rollback(**params)
+
+
+def test_rolls_back_to_v1_like_kubectl_rollout_undo_on_a_twin(estate, tmp_path):
+    twin = start_sandbox(manifests=(DEMO_MANIFESTS,))
+    try:
+        wait_healthy(twin)
+        release(twin, BAD)
+        record = rollback()
+        assert record.outcome == "succeeded"
+        assert any(line.startswith("PASS rollout complete") for line in record.evidence)
+        binary = kubectl_binary("1.33") or "kubectl"
+        Kubectl(binary, twin.write_kubeconfig(tmp_path / "twin")).run("-n", "payments", "rollout", "undo",
+                                                                       "deployment/payments-api")
+        wait_healthy(twin)
+        wait_healthy(estate)
+        ours, theirs = (s.get("Deployment", "payments-api", "payments") for s in (estate, twin))
+        assert ours["spec"]["template"] == theirs["spec"]["template"]
+        assert image_of(estate) == GOOD
+        revision = "deployment.kubernetes.io/revision"
+        assert ours["metadata"]["annotations"][revision] == theirs["metadata"]["annotations"][revision] == "3"
+    finally:
+        twin.stop()
+
+
+def test_dry_run_publishes_the_plan_and_writes_nothing(estate):
+    since = estate.requests.mark()
+    record = rollback(environment="production", dry_run=True)
+    assert record.outcome == "dry-run"
+    assert "revision 2" in record.plan.summary and "revision 1" in record.plan.summary
+    assert estate.requests.writes(since) == []
+    assert image_of(estate) == BAD
+
+
+def _gate(estate, answer, **params):
+    """Start a production rollback, wait for its gate, answer it; return (record or error, run id)."""
+    started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    thread, box = run_in_thread(lambda: rollback(environment="production", **params))
+    run_id = wait_for_paused_run("emergency-rollback", after=started)
+    answer(run_id)
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    return box, run_id
+
+
+def test_one_approver_approves_from_a_concurrent_resumer(estate):
+    box, _ = _gate(estate, lambda run: answer_gate(run, approver="bob (on-call lead)", decision="approve",
+                                                   reason="confirmed on the dashboard"))
+    record = box["result"]
+    assert record.outcome == "succeeded" and image_of(estate) == GOOD
+    assert [(a.decision, a.approver) for a in record.approvals] == [("approve", "bob (on-call lead)")]
+    assert record.approvals[0].plan_digest == record.plan.digest
+
+
+def test_rejected_approval_writes_nothing(estate):
+    since = estate.requests.mark()
+    box, _ = _gate(estate, lambda run: answer_gate(run, approver="bob", decision="reject", reason="not the cause"))
+    assert isinstance(box["error"], ApprovalRejected)
+    assert deployment_writes(estate, since) == [] and image_of(estate) == BAD
+
+
+def test_requester_cannot_approve_their_own_run(estate):
+    since = estate.requests.mark()
+
+    def answer(run):
+        with pytest.raises(ValueError, match="alice"):
+            answer_gate(run, approver="Alice ", decision="approve")
+        answer_gate(run, approver="bob", decision="reject", reason="stop the test")
+    box, _ = _gate(estate, answer)
+    assert isinstance(box["error"], ApprovalRejected)
+    assert deployment_writes(estate, since) == [] and image_of(estate) == BAD
+
+
+def test_timed_out_and_wrong_plan_approvals_write_nothing(estate, tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(estate, tmp_path,
+                                                             approval={"policy": "one", "timeout_seconds": 4})))
+    since = estate.requests.mark()
+    box, _ = _gate(estate, lambda run: answer_gate(run, approver="bob", decision="approve",
+                                                   plan_digest="0123456789ab"))
+    assert isinstance(box["error"], ApprovalRejected) and "timed out" in str(box["error"])
+    assert deployment_writes(estate, since) == [] and image_of(estate) == BAD
+
+
+def test_runbooks_approve_answers_the_gate(estate):
+    from prefect.settings import PREFECT_API_URL
+
+    def answer(run):
+        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+        done = subprocess.run([sys.executable, "-m", "runbooks.cli", "approve", run, "--as", "carol",
+                               "--reason", "go"], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+    box, _ = _gate(estate, answer)
+    assert box["result"].outcome == "succeeded"
+    assert box["result"].approvals[0].approver == "carol"
+
+
+def test_second_run_changes_nothing(estate):
+    assert rollback().outcome == "succeeded"
+    wait_healthy(estate)
+    since = estate.requests.mark()
+    record = rollback()
+    assert record.outcome == "no-op" and "healthy" in record.plan.noop_reason
+    assert estate.requests.writes(since) == [] and image_of(estate) == GOOD
+
+
+def test_two_runs_at_once_never_both_mutate(estate):
+    since = estate.requests.mark()
+    first, box1 = run_in_thread(rollback)
+    second, box2 = run_in_thread(rollback)
+    first.join(timeout=180)
+    second.join(timeout=180)
+    patches = [r for r in deployment_writes(estate, since) if r.method == "PATCH"]
+    assert len(patches) == 1
+    outcomes = sorted(b["result"].outcome if "result" in b else type(b["error"]).__name__ for b in (box1, box2))
+    assert outcomes in (["no-op", "succeeded"], ["GuardRefused", "succeeded"])
+
+
+def test_freeze_window_refuses_unless_overridden(estate):
+    since = estate.requests.mark()
+    with pytest.raises(GuardRefused, match="Black Friday freeze"):
+        rollback(environment="frozen")
+    assert estate.requests.writes(since) == []
+    record = rollback(environment="frozen", emergency_override="SEV1: payments down, CAB informed")
+    assert record.outcome == "succeeded" and record.emergency_override.startswith("SEV1")
+    assert any("overridden" in entry.message for entry in record.timeline)
+
+
+@pytest.mark.parametrize("params, allowed", [
+    ({"service": "payment-api"}, "allowed: cart, checkout-web, payments-api"),
+    ({"environment": "prod"}, "allowed: frozen, prod-two, production, staging"),
+    ({"target_revision": 7}, "allowed revisions: 1, 2"),
+])
+def test_unknown_target_is_a_clear_error_with_zero_writes(estate, params, allowed):
+    since = estate.requests.mark()
+    with pytest.raises(TargetNotFound, match=allowed):
+        rollback(**params)
+    assert estate.requests.writes(since) == []
+
+
+def test_same_end_state_with_20_percent_of_api_calls_failing(estate):
+    estate.faults.seed(7)
+    for fault in ({"status": 429, "retry_after": 1}, {"status": 500}, {"drop": True}):
+        estate.faults.add(verb="*", path="/apis/apps/v1/namespaces/payments/*", probability=0.07, **fault)
+    record = rollback()
+    estate.faults.clear()
+    assert record.outcome == "succeeded"
+    wait_healthy(estate)
+    assert image_of(estate) == GOOD
+    assert estate.get("Deployment", "payments-api", "payments")["metadata"]["annotations"][
+        "deployment.kubernetes.io/revision"] == "3"
+    assert any(r.status in (0, 429, 500) for r in estate.requests.entries())
+
+
+def test_no_token_reaches_logs_or_artifacts(tmp_path, monkeypatch):
+    token = "sbx-" + os.urandom(12).hex()
+    sandbox = start_sandbox(manifests=(DEMO_MANIFESTS,), token=token)
+    try:
+        monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(sandbox, tmp_path)))
+        wait_healthy(sandbox)
+        release(sandbox, BAD)
+        state = emergency_rollback(service="payments-api", environment="staging", requested_by="alice",
+                                   return_state=True)
+        assert state.is_completed()
+        run_id = state.state_details.flow_run_id
+        with get_client(sync_client=True) as prefect:
+            logs = prefect.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+            artifacts = prefect.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        assert logs and artifacts
+        stored = "\n".join(l.message for l in logs) + "\n".join(str(a.data) for a in artifacts)
+        assert token not in stored
+        from tasks.redaction import redact
+        assert redact(f"Bearer {token}") == "Bearer ***"      # the client's token was registered
+    finally:
+        sandbox.stop()
