@@ -807,8 +807,7 @@ def test_status_subresource_separates_spec_and_status_writes(quiet, quiet_client
                                                   "status": {"replicas": 42}})
     assert "status" not in quiet.get("Deployment", "web", "default")    # create ignores status
 
-    dep = apps.read_namespaced_deployment("web", "default").to_dict()
-    body = client.ApiClient().sanitize_for_serialization(apps.read_namespaced_deployment("web", "default"))
+    body = quiet_client.sanitize_for_serialization(apps.read_namespaced_deployment("web", "default"))
     body["status"] = {"replicas": 99, "readyReplicas": 99}
     body["metadata"]["labels"] = {"via": "put"}
     apps.replace_namespaced_deployment("web", "default", body)
@@ -816,7 +815,8 @@ def test_status_subresource_separates_spec_and_status_writes(quiet, quiet_client
     stored = quiet.get("Deployment", "web", "default")
     assert stored.get("status", {}) == {} and stored["metadata"]["labels"] == {"via": "put"}
     assert quiet.requests.writes()[-2].body["status"]["replicas"] == 99      # it was sent, and ignored
-    assert dep["metadata"]["generation"] == 1
+    assert quiet.requests.writes()[-1].body == {"status": {"availableReplicas": 5}}
+    assert stored["metadata"]["generation"] == 1
 
     out = apps.patch_namespaced_deployment_status("web", "default", {
         "spec": {"replicas": 9}, "metadata": {"labels": {"via": "status"}},

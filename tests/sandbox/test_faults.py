@@ -278,7 +278,8 @@ def test_faults_admin_endpoint_rejects_bad_rules(sandbox, api_client, payload):
 
 
 def test_faults_admin_endpoint_rejects_malformed_json(sandbox):
-    r = httpx.post(f"{sandbox.url}/_sandbox/faults", content=b"{verb: get", headers={"Content-Type": "application/json"})
+    r = httpx.post(f"{sandbox.url}/_sandbox/faults", content=b"{verb: get",
+                   headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["reason"] == "BadRequest"
     assert sandbox.faults.rules() == []
 
@@ -413,7 +414,8 @@ def test_bearer_token_is_required_when_configured():
         finally:
             api.close()
 
-        cfg = client.Configuration(host=sb.url, api_key={"BearerToken": "nope"}, api_key_prefix={"BearerToken": "Bearer"})
+        cfg = client.Configuration(host=sb.url, api_key={"BearerToken": "nope"},
+                                   api_key_prefix={"BearerToken": "Bearer"})
         wrong = client.ApiClient(cfg)
         try:
             with pytest.raises(ApiException) as exc:

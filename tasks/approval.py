@@ -1,0 +1,296 @@
+"""The approval gate: a paused flow run waits for typed answers bound to the plan it showed.
+
+Prefect OSS has no users, so an approver is whoever types a name; the server keeps every answer,
+which is the audit trail. The rules the gate enforces (the requester may not approve, `two` needs
+two different people, an answer for another plan does not count) live here in the flow run, so
+they hold whether the answer came from the Prefect UI form, `runbooks approve`, or the raw API.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from typing import Annotated, Callable, Literal
+from uuid import UUID
+
+from pydantic import Field, StringConstraints, ValidationError
+from prefect.input import RunInput
+
+from .catalog import ApprovalPolicy
+from .errors import ApprovalRejected
+from .models import Approval, Plan
+
+EventSink = Callable[[str, str], None]
+POLL_SECONDS = 1          # Prefect's default is 10 s: an approver would wait that long for the run to move
+_NEEDED = {"one": 1, "two": 2}
+_DIGEST_LINE = re.compile(r"Plan digest: `([0-9a-f]+)`")
+
+
+class ApprovalInput(RunInput):
+    """The form the Prefect UI renders on a paused run; the server validates answers against it."""
+    decision: Literal["approve", "reject"] = Field(
+        description="approve lets the run make the changes in the plan; reject stops it with no change")
+    approver: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S")] = Field(
+        description="your name, as your team knows you; the requester of the run may not approve it")
+    reason: str = Field("", description="why; required by habit for rejections, shown in the run report")
+    plan_digest: str = Field(
+        description="the digest of the plan you reviewed; leave the pre-filled value unless you reviewed another")
+
+
+def same_person(a: str, b: str) -> bool:
+    """Names are typed by hand, so `Alice ` and `alice` are the same person."""
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def request_approval(plan: Plan, *, policy: ApprovalPolicy, requested_by: str,
+                     on_event: EventSink | None = None) -> list[Approval]:
+    """Pause the current flow run until the policy is satisfied; call from a flow body.
+
+    Args:
+        plan: what the approvers are shown; every answer must carry its digest.
+        policy: `auto` returns at once; `one`/`two` need that many distinct approvers, none the requester.
+        requested_by: who started the run; they may reject but not approve.
+        on_event: called with ("gate", message) when the gate starts waiting and ("escalation", message)
+            once if `escalate_after_seconds` pass without a decision (the flow routes these to notifications).
+
+    Returns:
+        The approvals that satisfied the policy, for the run record.
+
+    Raises:
+        ApprovalRejected: someone rejected, the gate timed out, or the run left the paused state.
+    """
+    if policy.policy == "auto":
+        return [Approval(decision="auto", approver="policy:auto", plan_digest=plan.digest)]
+    return _Gate(plan, policy, requested_by, on_event).wait()
+
+
+class _Gate:
+    """One gate's wait: a series of pauses (each with its own key) sharing one deadline."""
+
+    def __init__(self, plan: Plan, policy: ApprovalPolicy, requested_by: str, on_event: EventSink | None):
+        from prefect import get_run_logger
+        from prefect.context import FlowRunContext
+
+        context = FlowRunContext.get()
+        if context is None or context.flow_run is None:
+            raise RuntimeError("request_approval pauses the flow run, so it must be called from a flow body")
+        self.run_id = context.flow_run.id
+        self.logger = get_run_logger()
+        self.plan, self.policy, self.requested_by, self.on_event = plan, policy, requested_by, on_event
+        self.needed = _NEEDED[policy.policy]
+        self.approvals: dict[str, Approval] = {}
+        self.key_prefix = f"approval-{plan.digest}-{uuid.uuid4().hex[:8]}"
+        self.pauses = 0
+        self.started = time.monotonic()
+        self.deadline = self.started + policy.timeout_seconds
+        escalate = policy.escalate_after_seconds
+        self.escalate_at = self.started + escalate if escalate and escalate < policy.timeout_seconds else None
+
+    def wait(self) -> list[Approval]:
+        self._emit("gate", f"Run {self.run_id} waits for approval of plan {self.plan.digest} "
+                           f"({self._what()}), requested by {self.requested_by}; policy {self.policy.policy}. "
+                           f"Answer in the Prefect UI or: runbooks approve {self.run_id} --as NAME "
+                           f"[--reject --reason TEXT]. Aborts with no change after {self.policy.timeout_seconds} s.")
+        while len(self.approvals) < self.needed:
+            self._check_clock()
+            answer = self._pause_once()
+            if answer is not None:
+                self._judge(answer)
+        return list(self.approvals.values())
+
+    def _what(self) -> str:
+        return f"{self.plan.runbook} on {self.plan.target.environment}/{self.plan.target.service}"
+
+    def _emit(self, kind: str, message: str) -> None:
+        self.logger.info(message)
+        if self.on_event is not None:
+            self.on_event(kind, message)
+
+    def _check_clock(self) -> None:
+        """Escalate once, then give up at the deadline: an unanswered gate must not hold a run forever."""
+        now = time.monotonic()
+        if now >= self.deadline:
+            raise ApprovalRejected(f"approval timed out after {self.policy.timeout_seconds} s; nothing was changed")
+        if self.escalate_at is not None and now >= self.escalate_at:
+            self.escalate_at = None
+            self._emit("escalation", f"Approval of plan {self.plan.digest} ({self._what()}) has waited "
+                                     f"{self.policy.escalate_after_seconds} s without a decision; run {self.run_id}, "
+                                     f"requested by {self.requested_by}. It aborts with no change in "
+                                     f"{math.ceil(self.deadline - now)} s.")
+
+    def _pause_once(self) -> ApprovalInput | None:
+        """One pause until the next clock event; None when it ended without a usable answer."""
+        from prefect.exceptions import FlowPauseTimeout
+        from prefect.flow_runs import pause_flow_run
+
+        until = self.deadline if self.escalate_at is None else min(self.deadline, self.escalate_at)
+        self.pauses += 1
+        key = f"{self.key_prefix}-{self.pauses}"
+        form = ApprovalInput.with_initial_data(
+            description=self._description(),
+            plan_digest=Field(self.plan.digest, description=ApprovalInput.model_fields["plan_digest"].description))
+        try:
+            return pause_flow_run(wait_for_input=form, timeout=max(1, math.ceil(until - time.monotonic())),
+                                  poll_interval=POLL_SECONDS, key=key, _sync=True)
+        except FlowPauseTimeout:
+            return self._reopen(key, form)
+        except ValidationError as exc:       # the server checks the schema, but a stale UI could differ
+            self.logger.warning(f"An answer to the gate did not validate and does not count: {exc}")
+            return None
+
+    def _reopen(self, key: str, form: type[ApprovalInput]) -> ApprovalInput | None:
+        """After a pause segment expires the server still shows Paused (or Failed, if a late answer hit
+        the expired pause); put the run back to Running so the next pause, or the flow's report, can go on."""
+        from prefect import get_client
+        from prefect.input import keyset_from_paused_state
+        from prefect.states import Paused, Running
+
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(self.run_id).state
+            if state is not None and state.is_running():   # answered between Prefect's last check and now
+                return form.load(keyset_from_paused_state(Paused(pause_key=key)), flow_run_id=self.run_id, _sync=True)
+            if state is None or not (state.is_paused() or state.is_failed()):
+                name = state.name if state else "stateless"
+                raise ApprovalRejected(f"the run became {name} while waiting for approval; nothing was changed")
+            pass
+        return None
+
+    def _judge(self, answer: ApprovalInput) -> None:
+        """Count an answer, or say in the run log why it does not count."""
+        name = answer.approver
+        if answer.plan_digest != self.plan.digest:
+            self.logger.warning(f"{name} answered for plan {answer.plan_digest}, but this gate shows plan "
+                                f"{self.plan.digest}; the answer does not count. Still waiting.")
+            return
+        if answer.decision == "reject":
+            raise ApprovalRejected(f"rejected by {name}: {answer.reason or 'no reason given'}")
+        if same_person(name, self.requested_by):
+            self.logger.warning(f"{name} requested this run and may not approve it; another approver is needed")
+            return
+        if name.casefold() in self.approvals:
+            self.logger.warning(f"{name} has already approved; policy {self.policy.policy} needs "
+                                f"{self.needed} different approvers; another approver is needed")
+            return
+        self.approvals[name.casefold()] = Approval(decision="approve", approver=name, reason=answer.reason,
+                                                   plan_digest=answer.plan_digest)
+        self.logger.info(f"{name} approved plan {self.plan.digest} ({len(self.approvals)} of {self.needed})")
+
+    def _description(self) -> str:
+        """The markdown the Prefect UI shows above the form: the plan, then how to answer."""
+        remaining = max(0, math.ceil(self.deadline - time.monotonic()))
+        who = "one approver" if self.needed == 1 else "two different approvers"
+        so_far = ", ".join(a.approver for a in self.approvals.values()) or "none yet"
+        return "\n".join([
+            self.plan.markdown(), "", "---", "",
+            f"**Approval needed from {who}.** Requested by **{self.requested_by}**, who may not approve it.",
+            f"Approvals so far: {so_far}.", "",
+            f"Plan digest: `{self.plan.digest}`. Leave the plan digest field as it is: an answer for any "
+            f"other plan does not count.",
+            f"From a shell: `runbooks approve {self.run_id} --as NAME [--reject --reason TEXT]`.",
+            f"Unanswered, the run aborts with no change in {remaining} s.",
+        ])
+
+
+def answer_gate(flow_run_id: UUID | str, *, approver: str, decision: Literal["approve", "reject"],
+                reason: str = "", plan_digest: str | None = None) -> str:
+    """Answer a run's approval gate from outside the run; return the plan digest answered for.
+
+    Refuses before sending anything what the gate would not count anyway (the requester approving,
+    an answer for another plan), so the person answering hears it now rather than in the run log.
+
+    Raises:
+        ValueError: no such run, not paused, not waiting for an approval, refused, or the server refused.
+    """
+    from prefect import get_client
+    from prefect.exceptions import FlowPauseTimeout, NotPausedError
+    from prefect.flow_runs import resume_flow_run
+
+    run_id = _as_uuid(flow_run_id)
+    name = approver.strip()
+    if not name:
+        raise ValueError("approver name is empty: pass the name your team knows you by")
+    if decision not in ("approve", "reject"):
+        raise ValueError(f"decision must be 'approve' or 'reject', not {decision!r}")
+    with get_client(sync_client=True) as client:
+        run = _read_run(client, run_id)
+        keyset = _waiting_keyset(run)
+        requester = str(run.parameters.get("requested_by") or "")
+        if decision == "approve" and requester and same_person(name, requester):
+            raise ValueError(f"{name} requested run {run_id} and may not approve it; another approver is needed "
+                             f"(nothing was sent)")
+    gate_digest = _gate_digest(run_id, keyset)
+    if plan_digest and plan_digest != gate_digest:
+        raise ValueError(f"run {run_id} waits for approval of plan {gate_digest}, not {plan_digest}; review the "
+                         f"current plan and answer again (nothing was sent)")
+    answer = ApprovalInput(decision=decision, approver=name, reason=reason, plan_digest=gate_digest)
+    try:
+        resume_flow_run(run_id, run_input=answer.model_dump(mode="json"), _sync=True)
+    except (NotPausedError, FlowPauseTimeout) as exc:
+        raise ValueError(f"run {run_id} stopped waiting before the answer arrived ({exc}); check its state") from exc
+    except RuntimeError as exc:
+        raise ValueError(f"the Prefect server refused the answer for run {run_id}: {exc}") from exc
+    return gate_digest
+
+
+def _as_uuid(flow_run_id: UUID | str) -> UUID:
+    try:
+        return flow_run_id if isinstance(flow_run_id, UUID) else UUID(str(flow_run_id).strip())
+    except ValueError:
+        raise ValueError(f"{flow_run_id!r} is not a flow run id (a UUID)") from None
+
+
+def _read_run(client, run_id: UUID):
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL
+
+    try:
+        return client.read_flow_run(run_id)
+    except ObjectNotFound:
+        where = PREFECT_API_URL.value() or "a temporary local server (PREFECT_API_URL is not set)"
+        raise ValueError(f"no flow run {run_id} at {where}") from None
+
+
+def _waiting_keyset(run) -> dict[str, str]:
+    """The input keys of the pause the run is in, if it is paused on a form and the pause is still open."""
+    import datetime as dt
+
+    state = run.state
+    if state is None or not state.is_paused():
+        raise ValueError(f"run {run.id} is not paused (it is {state.name if state else 'without a state'}); "
+                         f"there is no gate to answer")
+    keyset = state.state_details.run_input_keyset
+    if not keyset:
+        raise ValueError(f"run {run.id} is paused but not waiting for input; resume it in the Prefect UI instead")
+    expires = state.state_details.pause_timeout
+    if expires is not None and expires <= dt.datetime.now(dt.timezone.utc):
+        raise ValueError(f"run {run.id}'s pause has just expired; the gate re-opens within seconds unless it "
+                         f"timed out: try again")
+    return keyset
+
+
+def _gate_digest(run_id: UUID, keyset: dict[str, str]) -> str:
+    """The plan digest the gate waits on: the form's plan_digest default, else the description's digest line.
+
+    The schema is written just after the run enters Paused, so a fast caller may briefly find none.
+    """
+    from prefect.input import read_flow_run_input
+
+    schema = None
+    for _ in range(20):
+        schema = read_flow_run_input(keyset["schema"], flow_run_id=run_id, _sync=True)
+        if schema is not None:
+            break
+        time.sleep(0.25)
+    if schema is None:
+        raise ValueError(f"run {run_id} is paused but its form is not published yet; try again")
+    field = (schema.get("properties") or {}).get("plan_digest")
+    if field is None:
+        raise ValueError(f"run {run_id} is waiting for {schema.get('title', 'some')} input, not an approval")
+    if field.get("default"):
+        return str(field["default"])
+    description = read_flow_run_input(keyset["description"], flow_run_id=run_id, _sync=True) or ""
+    found = _DIGEST_LINE.search(str(description))
+    if not found:
+        raise ValueError(f"run {run_id}'s approval form does not say which plan it shows; pass --plan DIGEST")
+    return found.group(1)
