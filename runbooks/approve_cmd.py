@@ -21,6 +21,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_approve(args: argparse.Namespace) -> int:
+    import httpx
     from tasks.approval import answer_gate      # imports Prefect: only when this command runs
 
     if not args.verbose:        # the CLI logs at INFO; httpx would print every API request there
@@ -32,6 +33,10 @@ def run_approve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"runbooks approve: {exc}", file=sys.stderr)
         return 2
+    except httpx.TransportError as exc:
+        from prefect.settings import PREFECT_API_URL
+        print(f"runbooks approve: cannot reach the Prefect API at {PREFECT_API_URL.value()}: {exc}", file=sys.stderr)
+        return 1
     verb = "rejected" if args.reject else "approved"
     print(f"{verb} plan {digest} of run {args.flow_run_id} as {args.approver.strip()}")
     return 0

@@ -7,6 +7,7 @@ they hold whether the answer came from the Prefect UI form, `runbooks approve`, 
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import time
@@ -14,8 +15,14 @@ import uuid
 from typing import Annotated, Callable, Literal
 from uuid import UUID
 
+from prefect import get_client, get_run_logger
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
+from prefect.flow_runs import pause_flow_run, resume_flow_run
+from prefect.input import RunInput, keyset_from_paused_state, read_flow_run_input
+from prefect.settings import PREFECT_API_URL
+from prefect.states import Paused, Running
 from pydantic import Field, StringConstraints, ValidationError
-from prefect.input import RunInput
 
 from .catalog import ApprovalPolicy
 from .errors import ApprovalRejected
@@ -69,9 +76,6 @@ class _Gate:
     """One gate's wait: a series of pauses (each with its own key) sharing one deadline."""
 
     def __init__(self, plan: Plan, policy: ApprovalPolicy, requested_by: str, on_event: EventSink | None):
-        from prefect import get_run_logger
-        from prefect.context import FlowRunContext
-
         context = FlowRunContext.get()
         if context is None or context.flow_run is None:
             raise RuntimeError("request_approval pauses the flow run, so it must be called from a flow body")
@@ -121,9 +125,6 @@ class _Gate:
 
     def _pause_once(self) -> ApprovalInput | None:
         """One pause until the next clock event; None when it ended without a usable answer."""
-        from prefect.exceptions import FlowPauseTimeout
-        from prefect.flow_runs import pause_flow_run
-
         until = self.deadline if self.escalate_at is None else min(self.deadline, self.escalate_at)
         self.pauses += 1
         key = f"{self.key_prefix}-{self.pauses}"
@@ -142,10 +143,6 @@ class _Gate:
     def _reopen(self, key: str, form: type[ApprovalInput]) -> ApprovalInput | None:
         """After a pause segment expires the server still shows Paused (or Failed, if a late answer hit
         the expired pause); put the run back to Running so the next pause, or the flow's report, can go on."""
-        from prefect import get_client
-        from prefect.input import keyset_from_paused_state
-        from prefect.states import Paused, Running
-
         with get_client(sync_client=True) as client:
             state = client.read_flow_run(self.run_id).state
             if state is not None and state.is_running():   # answered between Prefect's last check and now
@@ -153,7 +150,7 @@ class _Gate:
             if state is None or not (state.is_paused() or state.is_failed()):
                 name = state.name if state else "stateless"
                 raise ApprovalRejected(f"the run became {name} while waiting for approval; nothing was changed")
-            pass
+            client.set_flow_run_state(self.run_id, Running(message="approval gate still waiting"), force=True)
         return None
 
     def _judge(self, answer: ApprovalInput) -> None:
@@ -196,16 +193,13 @@ def answer_gate(flow_run_id: UUID | str, *, approver: str, decision: Literal["ap
                 reason: str = "", plan_digest: str | None = None) -> str:
     """Answer a run's approval gate from outside the run; return the plan digest answered for.
 
-    Refuses before sending anything what the gate would not count anyway (the requester approving,
-    an answer for another plan), so the person answering hears it now rather than in the run log.
+    Answers the gate would not count (the requester approving, an answer for another plan) are refused
+    here, before anything is sent, so the person answering hears it now rather than in the run log.
+    The requester may still reject, as in the gate. `plan_digest` defaults to the plan the gate shows.
 
     Raises:
         ValueError: no such run, not paused, not waiting for an approval, refused, or the server refused.
     """
-    from prefect import get_client
-    from prefect.exceptions import FlowPauseTimeout, NotPausedError
-    from prefect.flow_runs import resume_flow_run
-
     run_id = _as_uuid(flow_run_id)
     name = approver.strip()
     if not name:
@@ -241,9 +235,6 @@ def _as_uuid(flow_run_id: UUID | str) -> UUID:
 
 
 def _read_run(client, run_id: UUID):
-    from prefect.exceptions import ObjectNotFound
-    from prefect.settings import PREFECT_API_URL
-
     try:
         return client.read_flow_run(run_id)
     except ObjectNotFound:
@@ -253,8 +244,6 @@ def _read_run(client, run_id: UUID):
 
 def _waiting_keyset(run) -> dict[str, str]:
     """The input keys of the pause the run is in, if it is paused on a form and the pause is still open."""
-    import datetime as dt
-
     state = run.state
     if state is None or not state.is_paused():
         raise ValueError(f"run {run.id} is not paused (it is {state.name if state else 'without a state'}); "
@@ -274,8 +263,6 @@ def _gate_digest(run_id: UUID, keyset: dict[str, str]) -> str:
 
     The schema is written just after the run enters Paused, so a fast caller may briefly find none.
     """
-    from prefect.input import read_flow_run_input
-
     schema = None
     for _ in range(20):
         schema = read_flow_run_input(keyset["schema"], flow_run_id=run_id, _sync=True)

@@ -7,10 +7,11 @@ import httpx
 from kubernetes import watch
 from kubernetes.client import AppsV1Api, CoreV1Api
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from .errors import TransientError, classify
-from .kubernetes.calls import call
+from .kubernetes.calls import call, call_json
 from .kubernetes.deployments import DeploymentState, state_of
 from .kubernetes.pods import selector_string
 
@@ -35,7 +36,7 @@ def rollout_status(state: DeploymentState) -> tuple[bool, str]:
     return True, f'deployment "{state.name}" successfully rolled out'
 
 
-@task(name="deployment_rollout_complete")
+@task(name="deployment_rollout_complete", cache_policy=NO_CACHE)
 def deployment_rollout_complete(api: AppsV1Api, *, namespace: str, name: str, timeout_seconds: float) -> Check:
     """Watch the Deployment until its rollout completes, fails its progress deadline, or time runs out.
 
@@ -53,14 +54,14 @@ def deployment_rollout_complete(api: AppsV1Api, *, namespace: str, name: str, ti
                          detail=f"timed out after {timeout_seconds:.0f}s: {message}")
         try:
             if version is None:
-                listed = call(api.list_namespaced_deployment, namespace, field_selector=field)
-                if not listed.items:
+                listed = call_json(api.list_namespaced_deployment, namespace, field_selector=field)
+                if not listed["items"]:
                     return Check(name="rollout complete", passed=False, detail=f"deployment {name} is gone")
-                state = state_of(api.api_client.sanitize_for_serialization(listed.items[0]))
+                state = state_of({**listed["items"][0]})
                 done, message = rollout_status(state)
                 if done:
                     return _rollout_check(state, message, started)
-                version = listed.metadata.resource_version
+                version = listed["metadata"]["resourceVersion"]
             stream = watch.Watch().stream(api.list_namespaced_deployment, namespace, field_selector=field,
                                           resource_version=version, timeout_seconds=max(1, int(remaining)),
                                           _request_timeout=remaining + 5)
@@ -87,7 +88,7 @@ def _rollout_check(state: DeploymentState, message: str, started: float) -> Chec
     return Check(name="rollout complete", passed=passed, detail=message, seconds=time.monotonic() - started)
 
 
-@task(name="count_ready_pods")
+@task(name="count_ready_pods", cache_policy=NO_CACHE)
 def count_ready_pods(api: CoreV1Api, *, namespace: str, selector: dict, expected: int,
                      images: dict[str, str] | None = None) -> Check:
     """All pods Ready, as many as expected, and (when given) running exactly the expected images."""
@@ -103,7 +104,7 @@ def count_ready_pods(api: CoreV1Api, *, namespace: str, selector: dict, expected
     return Check(name="pods ready", passed=passed, detail=detail)
 
 
-@task(name="health_url_answers")
+@task(name="health_url_answers", cache_policy=NO_CACHE)
 def health_url_answers(url: str, *, timeout_seconds: float, interval: float = 1.0) -> Check:
     """The service's health URL answers 2xx before the deadline."""
     started = time.monotonic()

@@ -197,8 +197,10 @@ def test_two_needs_two_distinct_approvers_neither_the_requester(run_log):
 
 def test_an_unanswered_gate_times_out_and_the_flow_can_still_report():
     policy = ApprovalPolicy(policy="one", timeout_seconds=3)
-    outcome = gated_then_report(policy, "dana")
-    assert outcome == "recorded: approval timed out after 3 s; nothing was changed"
+    state = gated_then_report(policy, "dana", return_state=True)
+    assert state.result() == "recorded: approval timed out after 3 s; nothing was changed"
+    with get_client(sync_client=True) as client:       # the server agrees: not failed as "never resumed"
+        assert client.read_flow_run(state.state_details.flow_run_id).state.is_completed()
 
 
 def test_escalation_fires_once_then_an_approval_still_counts():
@@ -253,18 +255,18 @@ def test_runbooks_approve_refuses_the_requester_then_approves_for_another_person
             results["refused"] = runbooks_approve(run_id, "--as", " DANA")
             after = client.read_flow_run(run_id).state
             results["still_paused"] = after.is_paused() and after.state_details.pause_key == key_before
-        results["wrong_plan"] = runbooks_approve(run_id, "--as", "erin", "--plan", "0123456789ab")
+        with pytest.raises(ValueError, match=f"waits for approval of plan {PLAN.digest}, not 0123456789ab"):
+            answer_gate(run_id, approver="erin", decision="approve", plan_digest="0123456789ab")
         results["approved"] = runbooks_approve(run_id, "--as", "erin", "--reason", "checked", "--plan", PLAN.digest)
 
     with resumer(use_the_cli) as seen:
         approvals = gated(ONE, "dana")
-    refused, wrong_plan, approved = results["refused"], results["wrong_plan"], results["approved"]
+    refused, approved = results["refused"], results["approved"]
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.strip().splitlines() == [
         f"runbooks approve: DANA requested run {seen['run_id']} and may not approve it; another approver is "
         f"needed (nothing was sent)"]
     assert results["still_paused"]
-    assert wrong_plan.returncode == 2 and f"waits for approval of plan {PLAN.digest}" in wrong_plan.stderr
     assert approved.returncode == 0, approved.stderr
     assert approved.stdout.strip() == f"approved plan {PLAN.digest} of run {seen['run_id']} as erin"
     assert [(a.approver, a.reason, a.plan_digest) for a in approvals] == [("erin", "checked", PLAN.digest)]

@@ -2,10 +2,12 @@
 to the error taxonomy with their cause chained."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Callable, TypeVar
 
+from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from ..errors import TransientError, classify, is_transient
@@ -17,7 +19,9 @@ ATTEMPTS = 6
 MAX_DELAY = 10.0
 
 # For @task(...): Prefect retries a task only when its failure was transient; in-place retries come first.
-TASK_RETRIES = dict(retries=2, retry_delay_seconds=exponential_backoff(1), retry_jitter_factor=0.5)
+# API calls are never cached (their inputs hold live clients, and their answers change).
+TASK_RETRIES = dict(retries=2, retry_delay_seconds=exponential_backoff(1), retry_jitter_factor=0.5,
+                    cache_policy=NO_CACHE)
 
 
 def retry_if_transient(task, task_run, state) -> bool:
@@ -44,3 +48,10 @@ def call(fn: Callable[..., T], *args, **kwargs) -> T:
             log.warning("transient API error (%s); retry %d/%d in %.1fs", mapped, attempt, ATTEMPTS - 1, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def call_json(fn: Callable[..., object], *args, **kwargs) -> dict:
+    """Like `call`, but the response body as the server sent it (JSON), not a typed model: the typed
+    models drop nulls and unknown fields, so a template read through them no longer equals the server's."""
+    response = call(fn, *args, _preload_content=False, **kwargs)
+    return json.loads(response.data)

@@ -12,7 +12,7 @@ from prefect import task
 from pydantic import BaseModel
 
 from ..errors import ConflictError, PermanentError, TargetNotFound
-from .calls import TASK_RETRIES, call, retry_if_transient
+from .calls import TASK_RETRIES, call, call_json, retry_if_transient
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
@@ -72,10 +72,6 @@ def _without_hash(template: dict) -> dict:
     return clean
 
 
-def _to_dict(api: AppsV1Api, obj) -> dict:
-    return api.api_client.sanitize_for_serialization(obj)
-
-
 def state_of(raw: dict) -> DeploymentState:
     meta, spec, status = raw["metadata"], raw["spec"], raw.get("status") or {}
     progressing = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), None)
@@ -95,17 +91,17 @@ def state_of(raw: dict) -> DeploymentState:
 def read_deployment(api: AppsV1Api, *, namespace: str, name: str) -> DeploymentState:
     """Read a Deployment's spec and rollout status."""
     try:
-        raw = call(api.read_namespaced_deployment, name, namespace)
+        raw = call_json(api.read_namespaced_deployment, name, namespace)
     except TargetNotFound as exc:
         raise TargetNotFound(f"deployment {namespace}/{name} not found") from exc
-    return state_of(_to_dict(api, raw))
+    return state_of(raw)
 
 
 @task(name="list_replica_sets", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
 def list_replica_sets(api: AppsV1Api, *, namespace: str, deployment: DeploymentState) -> list[Revision]:
     """The Deployment's ReplicaSets (by controller ownerReference), oldest revision first."""
     labels = ",".join(f"{k}={v}" for k, v in (deployment.selector.get("matchLabels") or {}).items())
-    raw = _to_dict(api, call(api.list_namespaced_replica_set, namespace, label_selector=labels))
+    raw = call_json(api.list_namespaced_replica_set, namespace, label_selector=labels)
     revisions = []
     for rs in raw.get("items") or []:
         owners = rs["metadata"].get("ownerReferences") or []
@@ -134,7 +130,7 @@ def patch_deployment_template(api: AppsV1Api, *, namespace: str, name: str, expe
     Idempotent: no write when the template is already in place. Guarded: the patch carries a `test` of the
     template the plan was made from, so a Deployment changed by someone else since is never overwritten.
     """
-    current = state_of(_to_dict(api, call(api.read_namespaced_deployment, name, namespace)))
+    current = state_of(call_json(api.read_namespaced_deployment, name, namespace))
     undo = dict(previous_template=current.template, previous_annotations=current.annotations)
     if current.template == template:
         return TemplateChange(changed=False, dry_run=dry_run, resource_version=current.resource_version, **undo)
@@ -146,11 +142,11 @@ def patch_deployment_template(api: AppsV1Api, *, namespace: str, name: str, expe
              {"op": "replace", "path": "/spec/template", "value": template},
              {"op": "replace", "path": "/metadata/annotations", "value": annotations}]
     try:
-        result = call(api.patch_namespaced_deployment, name, namespace, patch)
+        result = call_json(api.patch_namespaced_deployment, name, namespace, patch)
     except PermanentError:
         # A retried PATCH whose first attempt landed fails its `test`: check before calling it a failure.
-        now = state_of(_to_dict(api, call(api.read_namespaced_deployment, name, namespace)))
+        now = state_of(call_json(api.read_namespaced_deployment, name, namespace))
         if now.template == template:
             return TemplateChange(changed=True, dry_run=False, resource_version=now.resource_version, **undo)
         raise
-    return TemplateChange(changed=True, dry_run=False, resource_version=result.metadata.resource_version, **undo)
+    return TemplateChange(changed=True, dry_run=False, resource_version=result["metadata"]["resourceVersion"], **undo)
