@@ -5,6 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUN_DIR ?= .run
 
+# Prefect's server must never phone home from these machines.
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+
 .PHONY: run test bench sandbox install clean
 
 $(STAMP): pyproject.toml
@@ -26,6 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/sandbox_api.py
+	$(PY) benchmarks/rollback.py
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache

@@ -14,12 +14,10 @@ Idempotent: a second run (an alert firing twice) finds the service healthy and c
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
 
 from kubernetes.client import AppsV1Api, CoreV1Api
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from pydantic import Field
 
 from tasks.approval import request_approval
 from tasks.catalog import load_catalog
@@ -39,15 +37,27 @@ LOCK_WAIT_SECONDS = 30
 
 @flow(name=RUNBOOK, description="Emergency Rollback: quickly revert a service to a known-good state.")
 def emergency_rollback(
-    service: Annotated[str, Field(description="Service name from the catalog, e.g. payments-api")],
-    environment: Annotated[str, Field(description="Environment from the catalog")] = "production",
-    reason: Annotated[str, Field(description="Why roll back (incident, alert, ticket)")] = "",
-    requested_by: Annotated[str, Field(description="Who asks; they may not approve their own run")] = "",
-    target_revision: Annotated[int | None, Field(description="Revision to restore; default: the previous one")] = None,
-    dry_run: Annotated[bool, Field(description="Plan only: publish the plan and change nothing")] = False,
-    emergency_override: Annotated[str | None, Field(description="Reason to proceed inside a change freeze")] = None,
-    trigger: Annotated[Trigger | None, Field(description="What started the run (set by alert rules)")] = None,
+    service: str,
+    environment: str = "production",
+    reason: str = "",
+    requested_by: str = "",
+    target_revision: int | None = None,
+    dry_run: bool = False,
+    emergency_override: str | None = None,
+    trigger: Trigger | None = None,
 ) -> RunRecord:
+    """Emergency Rollback: restore the previous known-good revision of a service, verified and reported.
+
+    Args:
+        service: Service name from the catalog, e.g. payments-api.
+        environment: Environment from the catalog (production, staging, ...).
+        reason: Why roll back: the incident, alert or ticket.
+        requested_by: Who asks for this run. They may not approve it themselves.
+        target_revision: Revision to restore. Default: the one before the current revision.
+        dry_run: Plan only: publish the plan and change nothing.
+        emergency_override: A reason to proceed inside a change freeze; it is recorded in the report.
+        trigger: What started the run; set by alert rules and schedules, leave empty by hand.
+    """
     install_redaction()
     log = get_run_logger()
     record = RunRecord(runbook=RUNBOOK, requested_by=requested_by or "unknown", reason=reason, trigger=trigger or Trigger(),
@@ -99,7 +109,6 @@ def emergency_rollback(
                                                expected_template=state.template, template=decision.template,
                                                annotations=decision.annotations)
             record.note("procedure", "pod template restored" if change.changed else "template already in place")
-            record_change(target, run=str(flow_run.id), at=dt.datetime.now(dt.timezone.utc))
 
             # 5. Verification: watch the rollout, then count Ready pods and ask the health URL.
             checks = [deployment_rollout_complete(apps, namespace=target.namespace, name=target.deployment,
@@ -110,9 +119,14 @@ def emergency_rollback(
                 if svc.health_url:
                     checks.append(health_url_answers(svc.health_url, timeout_seconds=60))
             record.evidence = [f"{'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}" for c in checks]
+            record.note("verification", "passed" if all(c.passed for c in checks) else "failed")
             after = read_deployment(apps, namespace=target.namespace, name=target.deployment)
             record.after = {"revision": after.revision, "images": after.images,
                             "available": f"{after.available_replicas}/{after.replicas}"}
+
+            # A change was made: start the target's cooldown (after verification, so it never delays it).
+            if change.changed:
+                record_change(target, run=str(flow_run.id), at=dt.datetime.now(dt.timezone.utc))
 
             # 6. If verification fails: never roll forward to the bad release; say what to do next.
             if not all(c.passed for c in checks):

@@ -18,11 +18,11 @@ from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, VariableCreate, VariableUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
-from prefect.exceptions import MissingContextError, ObjectAlreadyExists
+from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.variables import Variable
 
@@ -99,10 +99,13 @@ def _ensure_limit(name: str) -> None:
     """
     with get_client(sync_client=True) as client:
         try:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            return
-        except ObjectAlreadyExists:
             existing = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+                return
+            except ObjectAlreadyExists:
+                existing = client.read_global_concurrency_limit_by_name(name)
     if existing.limit != 1 or not existing.active:
         raise GuardRefused(
             f"lock {name} is {'active' if existing.active else 'inactive'} with limit {existing.limit}; "
@@ -171,7 +174,18 @@ def record_change(target: Target, *, run: str, at: dt.datetime) -> None:
     a dry run or a no-op run changed nothing, so it must not start a cooldown.
     """
     value = {"run": run, "at": _as_utc(at).isoformat()}
-    Variable.set(cooldown_variable_name(target), value, overwrite=True, _sync=True)
+    name = cooldown_variable_name(target)
+    # Update in place when it exists: `Variable.set(overwrite=True)` tries a create first, whose failure
+    # on SQLite costs a server-side IntegrityError and often a 503 with a 2 s client back-off.
+    with get_client(sync_client=True) as client:
+        existing = client.read_variable_by_name(name)
+        if existing is None:
+            try:
+                client.create_variable(VariableCreate(name=name, value=value))
+            except ObjectAlreadyExists:
+                client.update_variable(VariableUpdate(name=name, value=value))
+        else:
+            client.update_variable(VariableUpdate(name=name, value=value))
     _logger().info("recorded change on %s by run %s at %s", target.key, run, value["at"])
 
 

@@ -121,6 +121,7 @@ def publish_report(record: RunRecord) -> str:
     report of one runbook on one service in the UI's Artifacts page.
     """
     markdown = redact(render_report(record))
+    # `_sync=True`: Prefect dispatches on context; forcing sync keeps this callable from async flows too
     create_markdown_artifact(markdown=markdown, key=artifact_key(record), description="Run report",
                              _sync=True)
     return markdown
@@ -166,13 +167,18 @@ def _load_block(notification: Notification) -> NotificationBlock:
                       f"CustomWebhookNotificationBlock named {notification.block!r}")
 
 
-def _send(notification: Notification, body: str, subject: str) -> None:
-    block = _load_block(notification)
-    # the webhook URL carries its credential (Slack tokens, Teams signatures): never let it be logged
+def _register_block_secrets(block: NotificationBlock) -> None:
+    """A webhook URL is a credential (Slack tokens, Teams signatures), as are a custom block's secrets."""
     url = getattr(block, "url", None)
     register_secret(url.get_secret_value() if hasattr(url, "get_secret_value") else str(url or ""))
-    for value in getattr(getattr(block, "secrets", None), "get_secret_value", dict)().values():
-        register_secret(str(value))
+    if isinstance(block, CustomWebhookNotificationBlock):
+        for value in block.secrets.get_secret_value().values():
+            register_secret(str(value))
+
+
+def _send(notification: Notification, body: str, subject: str) -> None:
+    block = _load_block(notification)
+    _register_block_secrets(block)   # before sending: apprise logs the URL when it rejects it
     with block.raise_on_failure():   # apprise blocks otherwise fail silently
         block.notify(body, subject, _sync=True)
 

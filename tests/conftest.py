@@ -1,10 +1,15 @@
 """Shared fixtures: a fresh sandbox per test (it starts in milliseconds) and real clients pointed at it."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
-import pytest
+# Never let Prefect's server phone home: nothing here may reach an address other than loopback.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import pytest  # noqa: E402
 from kubernetes import client, config
 
 from sandbox.server import DEMO_MANIFESTS, Sandbox, SandboxConfig

@@ -1,0 +1,44 @@
+"""prefect.yaml: the real `prefect deploy --all` registers every runbook with a typed, described form."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectAlreadyExists
+from prefect.settings import PREFECT_API_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def deployed(prefect_harness):
+    with get_client(sync_client=True) as prefect:
+        try:
+            prefect.create_work_pool(WorkPoolCreate(name="runbooks", type="process"))
+        except ObjectAlreadyExists:
+            pass
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "RUNBOOKS_HOME": str(ROOT)}
+    prefect_cli = Path(sys.executable).parent / "prefect"
+    result = subprocess.run([str(prefect_cli), "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_emergency_rollback_deployment_has_a_described_form(deployed):
+    with get_client(sync_client=True) as prefect:
+        deployment = prefect.read_deployment_by_name("emergency-rollback/emergency-rollback")
+    schema = deployment.parameter_openapi_schema
+    assert schema["required"] == ["service"]
+    expected = {"service", "environment", "reason", "requested_by", "target_revision", "dry_run",
+                "emergency_override", "trigger"}
+    assert set(schema["properties"]) == expected
+    assert all(schema["properties"][name].get("description") for name in expected)
+    assert schema["properties"]["dry_run"]["type"] == "boolean"
+    assert deployment.parameters == {"environment": "production"}
+    assert deployment.enforce_parameter_schema is True
+    assert deployment.work_pool_name == "runbooks"
