@@ -44,7 +44,7 @@ def emergency_rollback(
     target_revision: int | None = None,
     dry_run: bool = False,
     emergency_override: str | None = None,
-    trigger: Trigger | None = None,
+    alert: str = "",
 ) -> RunRecord:
     """Emergency Rollback: restore the previous known-good revision of a service, verified and reported.
 
@@ -56,11 +56,11 @@ def emergency_rollback(
         target_revision: Revision to restore. Default: the one before the current revision.
         dry_run: Plan only: publish the plan and change nothing.
         emergency_override: A reason to proceed inside a change freeze; it is recorded in the report.
-        trigger: What started the run; set by alert rules and schedules, leave empty by hand.
+        alert: The alert that started the run; set by the alert receiver's rules, leave empty by hand.
     """
     install_redaction()
     log = get_run_logger()
-    record = RunRecord(runbook=RUNBOOK, requested_by=requested_by or "unknown", reason=reason, trigger=trigger or Trigger(),
+    record = RunRecord(runbook=RUNBOOK, requested_by=requested_by or "unknown", reason=reason, trigger=_trigger(alert),
                        dry_run=dry_run, emergency_override=emergency_override)
     env = None
     try:
@@ -90,7 +90,7 @@ def emergency_rollback(
                                      f"{state.available_replicas}/{state.replicas} available")
 
             # 2. Plan. A dry run ends here, with zero write calls.
-            decision = plan_rollback(target, state, revisions, target_revision)
+            decision = plan_rollback(target, state, revisions, target_revision, rehearse=dry_run)
             record.plan = decision.plan
             record.note("plan", decision.plan.summary)
             log.info("plan %s: %s", decision.plan.digest, decision.plan.summary)
@@ -149,6 +149,15 @@ def emergency_rollback(
         record.note("failed", str(exc))
         _finish(record, env)
         raise
+
+
+def _trigger(alert: str) -> Trigger:
+    """Alert rules pass the alert; Prefect tags runs its schedules create with `auto-scheduled`."""
+    if alert:
+        return Trigger(kind="alert", detail=alert)
+    if "auto-scheduled" in (flow_run.tags or []):
+        return Trigger(kind="schedule", detail=f"scheduled run {flow_run.name}")
+    return Trigger(kind="manual", detail="Prefect UI, CLI or API")
 
 
 def _finish(record: RunRecord, env) -> RunRecord:

@@ -28,9 +28,13 @@ def _images(images: dict[str, str]) -> str:
 
 
 def plan_rollback(target: Target, state: DeploymentState, revisions: list[Revision],
-                  target_revision: int | None) -> RollbackDecision:
+                  target_revision: int | None, *, rehearse: bool = False) -> RollbackDecision:
     """Choose the revision to go back to, as `kubectl rollout undo [--to-revision=N]` would, but never
-    toggle back to a bad release: with no target revision and a healthy current one, change nothing."""
+    toggle back to a bad release: with no target revision and a healthy current one, change nothing.
+
+    `rehearse` (dry runs) plans the rollback even for a healthy service, so a scheduled dry run proves
+    there is still something to roll back to: it fails loudly when the runbook has rotted.
+    """
     if state.paused:
         raise PermanentError(f"deployment {target.namespace}/{target.deployment} is paused; resume it before "
                              "rolling back (kubectl rollout resume)")
@@ -50,7 +54,7 @@ def plan_rollback(target: Target, state: DeploymentState, revisions: list[Revisi
         if chosen.template == _strip(state.template):
             return noop(f"it already runs revision {target_revision}'s template ({_images(chosen.images)})")
     else:
-        if is_healthy(state):
+        if is_healthy(state) and not rehearse:
             return noop(f"revision {state.revision} ({_images(state.images)}) is healthy: "
                         f"{state.available_replicas}/{state.replicas} available; pass target_revision to force")
         earlier = [r for r in revisions if r.revision < state.revision and r.template != _strip(state.template)]
@@ -67,6 +71,8 @@ def plan_rollback(target: Target, state: DeploymentState, revisions: list[Revisi
     if current is not None:
         summary += f" Current state: {state.available_replicas}/{state.replicas} available"
         summary += f", {state.progressing_reason}." if state.progressing_reason else "."
+    if rehearse and target_revision is None and is_healthy(state):
+        summary += " (Rehearsal: the current revision is healthy, so a real run would change nothing.)"
     changes = [Change(resource=resource, field="spec.template (images)", before=_images(state.images),
                       after=_images(chosen.images)),
                Change(resource=resource, field="revision", before=state.revision, after=next_revision)]

@@ -35,10 +35,40 @@ def test_emergency_rollback_deployment_has_a_described_form(deployed):
     schema = deployment.parameter_openapi_schema
     assert schema["required"] == ["service"]
     expected = {"service", "environment", "reason", "requested_by", "target_revision", "dry_run",
-                "emergency_override", "trigger"}
+                "emergency_override", "alert"}
     assert set(schema["properties"]) == expected
     assert all(schema["properties"][name].get("description") for name in expected)
     assert schema["properties"]["dry_run"]["type"] == "boolean"
     assert deployment.parameters == {"environment": "production"}
     assert deployment.enforce_parameter_schema is True
     assert deployment.work_pool_name == "runbooks"
+
+
+def test_every_production_service_has_a_monthly_dry_run_as_declared(deployed):
+    from deployments.serve import declared_deployments
+    from tasks.catalog import load_catalog
+
+    production = {name for env in load_catalog().environments.values() if env.production for name in env.services}
+    declared = next(d for d in declared_deployments() if d["name"] == "emergency-rollback")["schedules"]
+    assert {s["parameters"]["service"] for s in declared} == production
+    assert all(s["parameters"]["dry_run"] is True for s in declared)
+    with get_client(sync_client=True) as prefect:
+        deployment = prefect.read_deployment_by_name("emergency-rollback/emergency-rollback")
+        held = prefect.read_deployment_schedules(deployment.id)
+    by_slug = {s.slug: s for s in held}
+    assert set(by_slug) == {s["slug"] for s in declared}
+    for spec in declared:
+        schedule = by_slug[spec["slug"]]
+        assert schedule.schedule.cron == spec["cron"] and schedule.active
+        assert schedule.parameters == spec["parameters"]
+
+
+def test_alert_trigger_is_registered_as_an_automation(deployed):
+    with get_client(sync_client=True) as prefect:
+        automations = prefect.read_automations_by_name("alert-starts-emergency-rollback")
+    assert automations, "the deployment trigger did not create an automation"
+    trigger = automations[0].trigger
+    assert trigger.expect == {"runbooks.alert.emergency-rollback"}
+    action = automations[0].actions[0]
+    assert action.parameters["service"] == "{{ event.payload.parameters.service }}"   # rendered per event
+    assert set(action.parameters) == {"service", "environment", "reason", "requested_by", "alert"}

@@ -92,3 +92,14 @@ def test_plan_digest_changes_with_the_plan():
     b = plan_rollback(TARGET, state("api:2-crashloop", 2, updated=1), REVISIONS, None).plan
     c = plan_rollback(TARGET, state("api:3", 2, updated=1), REVISIONS, None).plan
     assert a.digest == b.digest != c.digest
+
+
+def test_rehearsal_plans_a_rollback_even_when_healthy():
+    decision = plan_rollback(TARGET, state("api:2", 2), [revision(1, "api:1"), revision(2, "api:2")], None,
+                             rehearse=True)
+    assert decision.to_revision.revision == 1 and "Rehearsal" in decision.plan.summary
+
+
+def test_rehearsal_without_an_earlier_revision_fails_loudly():
+    with pytest.raises(TargetNotFound, match="no earlier revision"):
+        plan_rollback(TARGET, state("api:1", 1), [revision(1, "api:1")], None, rehearse=True)

@@ -1,0 +1,1 @@
+"""How runs start: the alert receiver, trigger rules, schedules, and serving every runbook."""
