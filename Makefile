@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/runbooks sandbox --dir $(RUN_DIR)
+	$(VENV)/bin/runbooks up --dir $(RUN_DIR)
 
-sandbox: run
+sandbox: $(STAMP)
+	$(VENV)/bin/runbooks sandbox --dir $(RUN_DIR)/sandbox
 
 test: $(STAMP)
 	$(PY) -m pytest -q

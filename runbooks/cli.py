@@ -10,7 +10,7 @@ from .sandbox_cmd import add_sandbox_parser
 
 
 # Command modules, each with `add_parser(commands)`; the sandbox command needs no Prefect import.
-COMMANDS: list[str] = ["run_cmd", "approve_cmd"]
+COMMANDS: list[str] = ["run_cmd", "approve_cmd", "serve_cmd", "up_cmd", "demo_cmd", "receiver_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:   # one line per HTTP request drowns what matters
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     return int(args.func(args) or 0)
 
 

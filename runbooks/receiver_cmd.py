@@ -1,0 +1,94 @@
+"""`runbooks receiver`: the alert receiver (webhooks -> Prefect events), in the foreground.
+
+It needs a shared secret (RUNBOOKS_RECEIVER_TOKEN for `Authorization: Bearer`, RUNBOOKS_RECEIVER_HMAC_KEY
+for `X-Runbooks-Signature: sha256=<hex>`, or both) and PREFECT_API_URL. It binds to loopback unless
+--allow-remote: anyone who can reach it can start runbooks with a valid secret, so exposing it is a
+deliberate choice. SIGTERM or Ctrl-C stops it cleanly. Exit code 2 for bad configuration, before it
+listens.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import signal
+import sys
+import threading
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("receiver", help="receive alert webhooks and start runbooks through Prefect events",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9095, help="port (default: 9095; 0 picks a free one)")
+    parser.add_argument("--rules", metavar="PATH", help="alert rules (default: $RUNBOOKS_ALERT_RULES or "
+                                                        "deployments/alert-rules.yaml)")
+    parser.add_argument("--catalog", metavar="PATH", help="catalog (default: $RUNBOOKS_CATALOG or catalog.yaml)")
+    parser.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
+    parser.set_defaults(func=run_receiver)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_receiver(args: argparse.Namespace) -> int:
+    if not is_loopback(args.host) and not args.allow_remote:
+        return _refuse(f"{args.host} is not a loopback address; pass --allow-remote to listen there "
+                       "(and put TLS in front of it)")
+    from deployments.receiver import AlertDispatcher, Credentials, PrefectEvents, ReceiverServer
+    from deployments.rules import RulesError, load_rules
+    from tasks.catalog import load_catalog
+    from tasks.errors import CatalogError
+    from tasks.redaction import register_secret
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
+
+    try:
+        credentials = Credentials.from_env()
+    except ValueError as exc:
+        return _refuse(str(exc))
+    api_url = PREFECT_API_URL.value()
+    if not api_url:
+        return _refuse("PREFECT_API_URL is not set: the receiver posts events to a Prefect server's API")
+    try:
+        catalog = load_catalog(args.catalog)
+        rules = load_rules(args.rules, catalog=catalog)
+    except (CatalogError, RulesError) as exc:
+        return _refuse(str(exc))
+    for secret in (PREFECT_API_AUTH_STRING.value(), PREFECT_API_KEY.value()):
+        if secret:
+            register_secret(secret)
+    events = PrefectEvents(api_url, auth_string=PREFECT_API_AUTH_STRING.value(), api_key=PREFECT_API_KEY.value())
+    try:
+        server = ReceiverServer(AlertDispatcher(rules, catalog, events), credentials, host=args.host, port=args.port)
+    except OSError as exc:
+        return _refuse(f"cannot listen on {args.host}:{args.port}: {exc}")
+    return _serve(server, events, rule_count=len(rules.rules), api_url=api_url)
+
+
+def _serve(server, events, *, rule_count: int, api_url: str) -> int:
+    """Run until SIGTERM/SIGINT; the handler only sets a flag, the main thread does the shutdown."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server.start()
+    print(f"runbooks receiver: listening on {server.url} (POST /alerts/{{alertmanager|azure-monitor|grafana}}, "
+          f"GET /healthz); {rule_count} rules; events to {api_url}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        events.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("runbooks receiver: stopped", flush=True)
+    return 0
+
+
+def _refuse(message: str) -> int:
+    print(f"runbooks receiver: {message}", file=sys.stderr)
+    return 2
