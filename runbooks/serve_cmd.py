@@ -1,16 +1,34 @@
-"""`runbooks serve`: serve every runbook declared in prefect.yaml from this process (foreground)."""
+"""`runbooks serve`: serve every runbook declared in prefect.yaml from this process (foreground).
+
+`--engine warm` (default): pre-started workers, runs start in about a second (deployments/warm_runner.py).
+`--engine prefect`: Prefect's own `serve()`, a fresh process per run.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("serve", help="serve every runbook in prefect.yaml (foreground)")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many runs at once")
+    parser = commands.add_parser("serve", help="serve every runbook in prefect.yaml (foreground)",
+                                 description=__doc__)
+    parser.add_argument("--engine", choices=("warm", "prefect"), default="warm")
+    parser.add_argument("--limit", type=int, default=8, help="at most this many runs at once")
+    parser.add_argument("--poll-seconds", type=float, default=0.25, help="warm engine: poll interval")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from deployments.serve import serve_all
-    serve_all(limit=args.limit)
+    if args.engine == "prefect":
+        from deployments.serve import serve_all
+        serve_all(limit=args.limit)
+        return 0
+    import signal
+
+    from deployments.warm_runner import WarmRunner
+    runner = WarmRunner(poll_seconds=args.poll_seconds, limit=args.limit)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop.set())
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    runner.run()
     return 0

@@ -24,6 +24,7 @@ from .resources import RESOURCES, ResourceType
 from .store import Store, copy_of
 
 DEMO_MANIFESTS = Path(__file__).parent / "manifests"
+PREVIOUS_IMAGES = "sandbox.runbooks.dev/previous-images"
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Sandbox:
         self.controllers = ControllerManager(self)
         install_pod_subresources(self)          # pods/eviction and pods/log
         self._server: SandboxHTTPServer | None = None
+        self._pending_history: list[tuple[str, str, dict]] = []
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -84,6 +86,7 @@ class Sandbox:
         self._thread.start()
         if self.config.controllers:
             self.controllers.start()
+            self._replay_release_history()
         return self
 
     def stop(self) -> None:
@@ -146,6 +149,35 @@ class Sandbox:
                 obj["status"] = existing.get("status", {})
             return self.store.replace(resource, obj)
 
+    def _replay_release_history(self) -> None:
+        """Deployments annotated with `sandbox.runbooks.dev/previous-images` (`container=image,...`) were
+        loaded with those images; now roll them forward to their declared template, so the estate starts
+        with a revision to roll back to, as a real cluster that has shipped before does."""
+        for name, namespace, declared in self._pending_history:
+            self.wait_for(lambda: any(rs["metadata"].get("ownerReferences")
+                                      for rs in self.list("ReplicaSet", namespace)
+                                      if rs["metadata"]["name"].startswith(f"{name}-")), timeout=30)
+            with self.store.lock:     # controllers write status concurrently: read and write as one
+                current = self.get("Deployment", name, namespace)
+                current["spec"]["template"] = declared
+                self.apply_object(current)
+        self._pending_history = []
+
+    def _hold_back(self, doc: dict) -> dict:
+        """Swap in a Deployment's previous images (see `_replay_release_history`)."""
+        notes = (doc.get("metadata") or {}).get("annotations") or {}
+        previous = notes.pop(PREVIOUS_IMAGES, None)
+        if doc.get("kind") != "Deployment" or not previous:
+            return doc
+        older = copy_of(doc)
+        images = dict(pair.split("=", 1) for pair in previous.split(","))
+        for container in older["spec"]["template"]["spec"]["containers"]:
+            container["image"] = images.get(container["name"], container["image"])
+        admission.default(self.resource("Deployment"), doc)
+        self._pending_history.append((doc["metadata"]["name"], doc["metadata"].get("namespace", "default"),
+                                      doc["spec"]["template"]))
+        return older
+
     def load_manifests(self, path: Path) -> list[dict]:
         """Seed state from a YAML file (multi-document) or every *.yaml file in a directory."""
         files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
@@ -153,7 +185,7 @@ class Sandbox:
         for file in files:
             docs += [d for d in yaml.safe_load_all(file.read_text()) if d]
         order = {"Namespace": 0, "Node": 1}
-        return [self.apply_object(d) for d in sorted(docs, key=lambda d: order.get(d.get("kind"), 2))]
+        return [self.apply_object(self._hold_back(d)) for d in sorted(docs, key=lambda d: order.get(d.get("kind"), 2))]
 
     # -- client configuration ----------------------------------------------------------------------
 

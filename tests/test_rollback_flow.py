@@ -65,7 +65,7 @@ def test_rolls_back_to_v1_like_kubectl_rollout_undo_on_a_twin(estate, tmp_path):
         assert ours["spec"]["template"] == theirs["spec"]["template"]
         assert image_of(estate) == GOOD
         revision = "deployment.kubernetes.io/revision"
-        assert ours["metadata"]["annotations"][revision] == theirs["metadata"]["annotations"][revision] == "3"
+        assert ours["metadata"]["annotations"][revision] == theirs["metadata"]["annotations"][revision] == "4"
     finally:
         twin.stop()
 
@@ -74,7 +74,7 @@ def test_dry_run_publishes_the_plan_and_writes_nothing(estate):
     since = estate.requests.mark()
     record = rollback(environment="production", dry_run=True)
     assert record.outcome == "dry-run"
-    assert "revision 2" in record.plan.summary and "revision 1" in record.plan.summary
+    assert "from revision 3" in record.plan.summary and "to revision 2" in record.plan.summary
     assert estate.requests.writes(since) == []
     assert image_of(estate) == BAD
 
@@ -175,7 +175,7 @@ def test_freeze_window_refuses_unless_overridden(estate):
 @pytest.mark.parametrize("params, allowed", [
     ({"service": "payment-api"}, "allowed: cart, checkout-web, payments-api"),
     ({"environment": "prod"}, "allowed: frozen, prod-two, production, staging"),
-    ({"target_revision": 7}, "allowed revisions: 1, 2"),
+    ({"target_revision": 7}, "allowed revisions: 1, 2, 3"),
 ])
 def test_unknown_target_is_a_clear_error_with_zero_writes(estate, params, allowed):
     since = estate.requests.mark()
@@ -194,7 +194,7 @@ def test_same_end_state_with_20_percent_of_api_calls_failing(estate):
     wait_healthy(estate)
     assert image_of(estate) == GOOD
     assert estate.get("Deployment", "payments-api", "payments")["metadata"]["annotations"][
-        "deployment.kubernetes.io/revision"] == "3"
+        "deployment.kubernetes.io/revision"] == "4"
     assert any(r.status in (0, 429, 500) for r in estate.requests.entries())
 
 
