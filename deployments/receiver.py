@@ -173,8 +173,8 @@ class AlertDispatcher:
                     accepted.append((alert, start))
                 outcomes.append(outcome)
             if events:
+                self.events.post(events)      # raises: nothing recorded, nothing logged as started
                 self._record(accepted, now)
-                self.events.post(events)
         for outcome in outcomes:
             log.info("alert %s %s fingerprint=%s: %s%s", outcome.source, outcome.alert, outcome.fingerprint,
                      outcome.outcome, f" ({outcome.reason})" if outcome.reason else

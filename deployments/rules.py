@@ -24,7 +24,7 @@ from runbooks.registry import RUNBOOKS
 from tasks.catalog import Catalog
 from tasks.errors import RunbookError
 
-from .alerts import SEVERITIES, Alert, Severity, Source, severity_rank
+from .alerts import Alert, Severity, Source, severity_rank
 
 DEFAULT_RULES = Path(__file__).resolve().parent / "alert-rules.yaml"
 # The receiver fills these itself; a rule setting them would let a template forge who asked for the run.
@@ -248,5 +248,5 @@ def resolve(rule: Rule, alert: Alert, catalog: Catalog) -> Start | Ignored:
     return Start(rule=rule, environment=environment, service=service, parameters=parameters)
 
 
-__all__ = ["SEVERITIES", "Ignored", "Match", "Rule", "RuleSet", "RulesError", "Start", "load_rules",
+__all__ = ["Ignored", "Match", "Rule", "RuleSet", "RulesError", "Start", "load_rules",
            "parse_template", "render", "resolve", "rules_path"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import signal
 import sys
 import threading
@@ -47,6 +48,8 @@ def run_receiver(args: argparse.Namespace) -> int:
     from tasks.redaction import register_secret
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
 
+    if not args.verbose:        # httpx logs every event post at INFO; the receiver logs each outcome itself
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         credentials = Credentials.from_env()
     except ValueError as exc:

@@ -1,0 +1,139 @@
+"""An alert posted to a real Prometheus Alertmanager starts the mapped runbook on the real stack.
+
+`runbooks up` (Prefect server, served runbooks, receiver, sandbox) runs as a subprocess; Debian's
+`prometheus-alertmanager` delivers webhooks with a bearer token to the receiver; the run pauses at the
+production gate, is approved with `runbooks approve`, and completes. A resolved alert and a duplicate
+start nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import yaml
+from kubernetes import client, config
+
+from .stack import Stack, free_port, start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+ALERTMANAGER = shutil.which("prometheus-alertmanager")
+LABELS = {"alertname": "KubePodCrashLooping", "namespace": "payments", "deployment": "payments-api",
+          "severity": "critical"}
+BAD = "ghcr.io/example/payments-api:1.5.0-crashloop"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = start_stack(tmp_path_factory.mktemp("stack"))
+    yield stack
+    assert stop_stack(stack) == 0, stack.log("serve")[-3000:]
+
+
+@pytest.fixture(scope="module")
+def alertmanager(stack: Stack, tmp_path_factory):
+    if not ALERTMANAGER:
+        pytest.skip("prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)")
+    directory = tmp_path_factory.mktemp("alertmanager")
+    (directory / "token").write_text(stack.receiver_token)
+    cfg = {"route": {"receiver": "runbooks", "group_by": ["alertname", "namespace", "deployment"],
+                     "group_wait": "0s", "group_interval": "1s", "repeat_interval": "4h"},
+           "receivers": [{"name": "runbooks", "webhook_configs": [{
+               "url": f"{stack.receiver_url}/alerts/alertmanager", "send_resolved": True,
+               "http_config": {"authorization": {"type": "Bearer",
+                                                 "credentials_file": str(directory / "token")}}}]}]}
+    (directory / "alertmanager.yml").write_text(yaml.safe_dump(cfg))
+    port = free_port()
+    log = open(directory / "alertmanager.log", "wb")
+    process = subprocess.Popen([ALERTMANAGER, f"--config.file={directory / 'alertmanager.yml'}",
+                                f"--storage.path={directory / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+                                "--cluster.listen-address="], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, (directory / "alertmanager.log").read_text()
+        time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def post_alert(alertmanager: str, *, resolved: bool = False) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    alert = {"labels": LABELS, "annotations": {"summary": "payments-api pods crash loop after 1.5.0"},
+             "startsAt": (now - dt.timedelta(minutes=2)).isoformat()}
+    if resolved:
+        alert["endsAt"] = now.isoformat()
+    response = httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def rollback_runs(stack: Stack) -> list[dict]:
+    deployment = httpx.get(f"{stack.api_url}/deployments/name/emergency-rollback/emergency-rollback").json()
+    body = {"deployments": {"id": {"any_": [deployment["id"]]}}, "sort": "EXPECTED_START_TIME_ASC"}
+    return httpx.post(f"{stack.api_url}/flow_runs/filter", json=body, timeout=10).json()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_alertmanager_alert_starts_rollback_then_resolved_and_duplicate_start_nothing(stack, alertmanager):
+    apps = client.AppsV1Api(config.new_client_from_config(config_file=stack.env()["KUBECONFIG"]))
+    apps.patch_namespaced_deployment("payments-api", "payments", {"spec": {"template": {"spec": {
+        "containers": [{"name": "api", "image": BAD}]}}}})
+    assert rollback_runs(stack) == []
+    post_alert(alertmanager)
+
+    paused = wait_for(lambda: [r for r in rollback_runs(stack) if r["state_type"] == "PAUSED"], 90,
+                      "the alert's run to pause at the production gate")
+    run = paused[0]
+    assert run["parameters"]["service"] == "payments-api"
+    assert run["parameters"]["environment"] == "production"
+    assert run["parameters"]["requested_by"] == "alert:alertmanager"
+    assert "KubePodCrashLooping" in run["parameters"]["alert"]
+
+    approve = subprocess.run([sys.executable, "-m", "runbooks.cli", "approve", run["id"], "--as", "oncall-lead",
+                              "--reason", "alert confirmed"], env=stack.env(), capture_output=True, text=True,
+                             timeout=120)
+    assert approve.returncode == 0, approve.stderr
+    done = wait_for(lambda: next((r for r in rollback_runs(stack) if r["id"] == run["id"]
+                                  and r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")), None), 120,
+                    "the run to finish")
+    assert done["state_type"] == "COMPLETED", stack.log("serve")[-4000:]
+    image = apps.read_namespaced_deployment("payments-api", "payments").spec.template.spec.containers[0].image
+    assert image == "ghcr.io/example/payments-api:1.4.2"
+    artifacts = httpx.post(f"{stack.api_url}/artifacts/filter",
+                           json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
+    assert any("KubePodCrashLooping" in (a.get("data") or "") for a in artifacts), "report names the alert"
+
+    # The same alert again (Alertmanager keeps it grouped: no new notification), then resolved: neither
+    # starts a run. Sent straight to the receiver, the duplicate fingerprint is refused too.
+    post_alert(alertmanager)
+    post_alert(alertmanager, resolved=True)
+    wait_for(lambda: "resolved" in stack.log("receiver"), 30, "Alertmanager to deliver the resolved alert")
+    from runbooks.demo_cmd import alertmanager_payload
+    payload = alertmanager_payload("payments", "payments-api")
+    for _ in range(2):
+        response = httpx.post(f"{stack.receiver_url}/alerts/alertmanager", json=payload,
+                              headers={"Authorization": f"Bearer {stack.receiver_token}"}, timeout=30)
+        assert response.status_code == 202 and ("duplicate" in response.text or "cooldown" in response.text), \
+            response.text
+    time.sleep(5)
+    started_by_alerts = [r for r in rollback_runs(stack) if r["parameters"].get("alert")]
+    assert len(started_by_alerts) == 1, [r["parameters"] for r in started_by_alerts]

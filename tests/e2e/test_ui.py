@@ -1,0 +1,286 @@
+"""An operator's emergency rollback in a real headless Chromium against the whole main job (`runbooks up`).
+
+The operator starts `emergency-rollback` from its deployment's form in the Prefect UI, watches the run pause
+at the approval gate, approves it in the UI's resume form as someone else, and reads the report. The Prefect
+API and the sandbox then confirm what the pages showed: the run completed with bob's approval, and
+payments-api runs the known-good image again.
+
+Selectors are written against Prefect 3.8's default (Vue, "V1") UI: form fields are found by their visible
+label text, because the UI's `<label for=...>` does not point at the input it labels. A screenshot of each
+step goes to test-artifacts/ui/ (git-ignored); a failing step leaves `failed-<step>.png` and `.html` there.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from kubernetes import client, config
+
+from tests.e2e.stack import ROOT, Stack, start_stack, stop_stack
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+SHOTS = ("01-form.png", "02-paused.png", "03-approve-form.png", "04-completed.png", "05-artifact.png")
+STEP_MS = 60_000                  # every step of the walk-through finishes within a minute, or fails
+BAD_IMAGE = "ghcr.io/example/payments-api:1.5.0-crashloop"
+GOOD_IMAGE = "ghcr.io/example/payments-api:1.4.2"
+REPORT_KEY = "runbook-emergency-rollback-payments-api"
+REASON = "payments-api crash loops after release 1.5.0 (INC-4711)"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-quic", "--no-first-run", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(420),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Debian's chromium is not installed ({CHROMIUM} is missing)"),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`runbooks up` on free loopback ports, with the sandbox's demo estate; stopped after the module."""
+    running = start_stack(tmp_path_factory.mktemp("stack"))
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture
+def page(tmp_path: Path):
+    """A fresh headless Chromium (its own profile) that can reach nothing but 127.0.0.1."""
+    from playwright.sync_api import sync_playwright
+
+    blocked: list[str] = []
+
+    def loopback_only(route) -> None:
+        if urlparse(route.request.url).hostname == "127.0.0.1" or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000})
+        try:
+            browser.route("**/*", loopback_only)
+            tab = browser.pages[0] if browser.pages else browser.new_page()
+            tab.set_default_timeout(30_000)
+            yield tab
+        finally:
+            browser.close()
+    if blocked:
+        print(f"browser requests to non-loopback addresses were blocked: {sorted(set(blocked))}")
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in [*(ARTIFACTS / name for name in SHOTS), *ARTIFACTS.glob("failed-*"), *ARTIFACTS.glob("retry-*")]:
+        old.unlink(missing_ok=True)
+    return ARTIFACTS
+
+
+@contextlib.contextmanager
+def step(page, name: str, stack: Stack) -> Iterator[None]:
+    """On failure keep what the browser showed (screenshot + HTML) and the stack's logs, then re-raise."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(ARTIFACTS / f"failed-{name}.png"), full_page=True)
+        with contextlib.suppress(Exception):
+            (ARTIFACTS / f"failed-{name}.html").write_text(page.content())
+        with contextlib.suppress(Exception):
+            for log in ("serve", "prefect-server"):
+                shutil.copy(stack.directory / "logs" / f"{log}.log", ARTIFACTS / f"failed-{name}-{log}.log")
+        raise
+
+
+def labelled(scope, text: str):
+    """The form row (`div.p-label`) whose label reads `text`, or `text (Optional)` as the UI marks optional fields."""
+    return scope.locator(
+        f"xpath=.//label[normalize-space()='{text}' or normalize-space()='{text} (Optional)']"
+        "/ancestor::div[contains(concat(' ', normalize-space(@class), ' '), ' p-label ')][1]")
+
+
+def state_badge(page):
+    """The state shown in the run page's heading (not the states in its logs or graph)."""
+    return page.locator(".page-heading .state-badge").first
+
+
+def bad_release(stack: Stack) -> client.AppsV1Api:
+    """Ship the crash-looping image the way CI does (a strategic merge patch) and wait until it is rolled out
+    as a new revision, so the runbook has a revision to roll back to."""
+    apps = client.AppsV1Api(config.new_client_from_config(config_file=stack.env()["KUBECONFIG"]))
+    assert container_image(apps) == GOOD_IMAGE, "the demo estate should start on the known-good image"
+    before = int(revision_of(apps.read_namespaced_deployment("payments-api", "payments")))
+    apps.patch_namespaced_deployment("payments-api", "payments", {"spec": {"template": {"spec": {
+        "containers": [{"name": "api", "image": BAD_IMAGE}]}}}})
+    deadline = time.monotonic() + STEP_MS / 1000
+    while True:
+        deployment = apps.read_namespaced_deployment("payments-api", "payments")
+        revision = revision_of(deployment)
+        if deployment.status.observed_generation == deployment.metadata.generation and int(revision) > before:
+            return apps
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the bad release was not observed: revision {revision}, status {deployment.status}")
+        time.sleep(0.3)
+
+
+def revision_of(deployment) -> str:
+    return (deployment.metadata.annotations or {}).get("deployment.kubernetes.io/revision", "0")
+
+
+def container_image(apps: client.AppsV1Api) -> str:
+    deployment = apps.read_namespaced_deployment("payments-api", "payments")
+    return next(c.image for c in deployment.spec.template.spec.containers if c.name == "api")
+
+
+def choose(page, select_row, option: str) -> None:
+    """Pick an option of a prefect-design select. A click does not always open its listbox in headless
+    Chromium; ArrowDown on the focused control does, so try both until the listbox shows."""
+    control = select_row.locator("button.p-select-button__control")
+    listbox = page.get_by_role("listbox")
+    for attempt in range(4):
+        if attempt % 2 == 0:
+            control.click()
+        else:
+            control.press("ArrowDown")
+        with contextlib.suppress(Exception):
+            listbox.wait_for(state="visible", timeout=2_000)
+        if listbox.is_visible():
+            break
+    listbox.get_by_role("option", name=option, exact=True).click()
+    from playwright.sync_api import expect
+    expect(control).to_have_text(option)
+
+
+def submit_resume(page, dialog, stack: Stack, run_id: str) -> None:
+    """Submit the resume form and make sure the server accepted it.
+
+    Prefect 3.8 on SQLite sometimes answers the resume with 500 "database is locked" (its deferred
+    transaction reads the run, then writes the Running state while other writers are busy); the whole
+    transaction rolls back, the run stays Paused and the UI shows a generic error toast. An operator
+    clicks Submit again, so the test does too (at most twice more), and warns so it stays visible.
+    """
+    refusals: list[str] = []
+    for attempt in range(3):
+        with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith(f"/flow_runs/{run_id}/resume"),
+                                  timeout=30_000) as answer:
+            dialog.get_by_role("button", name="Submit", exact=True).click()
+        response = answer.value
+        if response.ok:
+            body = response.json()
+            assert body.get("status") == "ACCEPT", f"the server did not accept the answer: {body}"
+            if refusals:
+                warnings.warn(f"the UI's resume needed {attempt + 1} submits: {refusals}", stacklevel=2)
+            return
+        refusals.append(f"{response.status} {response.text()[:200]}")
+        page.screenshot(path=str(ARTIFACTS / f"retry-{attempt + 1}-resume-refused.png"), full_page=True)
+        state = httpx.get(f"{stack.api_url}/flow_runs/{run_id}", timeout=10).json()["state"]["type"]
+        assert state == "PAUSED", f"the resume was refused ({refusals[-1]}) yet the run is {state}"
+        page.wait_for_timeout(1_000)
+    raise AssertionError(f"the Prefect server refused the approval three times: {refusals}")
+
+
+def test_operator_rolls_back_from_the_ui_with_approval_in_the_browser(stack: Stack, page, artifacts: Path) -> None:
+    """A run started from the deployment's form pauses at the gate, is approved in the UI's form by bob,
+    and completes: the report artifact says it succeeded and payments-api runs 1.4.2 again."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=STEP_MS)
+
+    with step(page, "1-bad-release", stack):
+        apps = bad_release(stack)
+        assert container_image(apps) == BAD_IMAGE
+
+    with step(page, "2-custom-run", stack):
+        page.goto(f"{stack.ui_url}/deployments", timeout=STEP_MS)
+        deployment_link = page.get_by_role("link", name="emergency-rollback", exact=True).and_(
+            page.locator("[href*='/deployments/deployment/']"))
+        deployment_link.click()
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_role("button", name="Custom run").click()
+        expect(page).to_have_url(re.compile(r"/deployments/deployment/[0-9a-f-]{36}/run"))
+        form = page.locator("form").filter(has=page.get_by_text("Run Name", exact=True))
+        expect(form.get_by_text("Parameters", exact=True)).to_be_visible()
+        run_name = labelled(form, "Run Name").locator("input").input_value()
+        assert run_name, "the custom run form should propose a run name"
+        for field, value in (("service", "payments-api"), ("environment", "production"),
+                             ("reason", REASON),
+                             ("requested_by", "alice")):
+            labelled(form, field).locator("textarea").fill(value)
+            expect(labelled(form, field).locator("textarea")).to_have_value(value)
+        page.screenshot(path=str(artifacts / "01-form.png"), full_page=True)
+        form.get_by_role("button", name="Submit", exact=True).click()
+        # The UI goes back to the deployment, whose Runs tab lists the new run by the name the form showed.
+        page.get_by_role("link", name=run_name, exact=True).click()
+        expect(page).to_have_url(re.compile(r"/runs/flow-run/[0-9a-f-]{36}"))
+        run_id = re.search(r"/runs/flow-run/([0-9a-f-]{36})", page.url).group(1)
+
+    with step(page, "3-paused", stack):
+        expect(state_badge(page)).to_have_text("Paused")
+        resume = page.get_by_role("button", name="Resume", exact=True)
+        expect(resume).to_be_visible()
+        page.screenshot(path=str(artifacts / "02-paused.png"), full_page=True)
+
+    with step(page, "4-approve", stack):
+        resume.click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog.get_by_text("Resume Flow Run")).to_be_visible()
+        # The gate's description shows the plan; the form's plan_digest comes pre-filled with the same digest.
+        heading = dialog.get_by_role("heading", name=re.compile(r"^Plan [0-9a-f]+: emergency-rollback"))
+        expect(heading).to_be_visible()
+        shown_digest = re.match(r"Plan ([0-9a-f]+):", heading.inner_text()).group(1)
+        digest_field = labelled(dialog, "Plan Digest").locator("textarea")
+        expect(digest_field).to_have_value(shown_digest)
+        choose(page, labelled(dialog, "Decision"), "approve")
+        labelled(dialog, "Approver").locator("textarea").fill("bob")
+        labelled(dialog, "Reason").locator("textarea").fill("plan reviewed: back to 1.4.2")
+        page.screenshot(path=str(artifacts / "03-approve-form.png"), full_page=True)
+        submit_resume(page, dialog, stack, run_id)
+        expect(dialog).to_be_hidden()
+
+    with step(page, "5-completed", stack):
+        expect(state_badge(page)).to_have_text("Completed")
+        page.screenshot(path=str(artifacts / "04-completed.png"), full_page=True)
+        page.get_by_role("tablist").get_by_text("Artifacts", exact=True).click()
+        card = page.get_by_role("link", name=re.compile(REPORT_KEY))
+        expect(card).to_be_visible()
+        expect(card).to_contain_text("markdown")
+        card.click()
+        expect(page).to_have_url(re.compile(r"/artifacts/artifact/"))
+        expect(page.get_by_text("Outcome: succeeded")).to_be_visible()
+        expect(page.get_by_text("approve by bob")).to_be_visible()
+        page.screenshot(path=str(artifacts / "05-artifact.png"), full_page=True)
+
+    # What the pages showed, confirmed by the Prefect API and the cluster.
+    api = httpx.Client(base_url=stack.api_url, timeout=10)
+    run = api.get(f"/flow_runs/{run_id}").json()
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    typed = {"service": "payments-api", "environment": "production", "requested_by": "alice", "reason": REASON}
+    assert {key: run["parameters"].get(key) for key in typed} == typed, run["parameters"]
+    answers = api.post(f"/flow_runs/{run_id}/input/filter", json={"prefix": "paused-approval-", "limit": 50}).json()
+    responses = [a for a in answers if a["key"].endswith("-response")]
+    assert len(responses) == 1, f"exactly one answer should reach the gate: {[a['key'] for a in answers]}"
+    answer = json.loads(responses[0]["value"])
+    assert (answer["decision"], answer["approver"], answer["plan_digest"]) == ("approve", "bob", shown_digest)
+    reports = api.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]},
+                                                                 "key": {"any_": [REPORT_KEY]}}}).json()
+    assert len(reports) == 1 and reports[0]["type"] == "markdown", reports
+    report = reports[0]["data"]
+    assert "**Outcome**: succeeded" in report, report[:500]
+    assert re.search(r"\|\s*approve\s*\|\s*bob\s*\|", report), f"the report's approvals should name bob:\n{report}"
+    assert container_image(apps) == GOOD_IMAGE
+    status = apps.read_namespaced_deployment("payments-api", "payments").status
+    assert status.updated_replicas == status.ready_replicas == status.replicas, status
