@@ -75,6 +75,8 @@ def page(tmp_path: Path):
             browser.route("**/*", loopback_only)
             tab = browser.pages[0] if browser.pages else browser.new_page()
             tab.set_default_timeout(30_000)
+            tab.http_errors = []      # responses >= 400, kept for the failure artifacts
+            tab.on("response", lambda r: tab.http_errors.append(r) if r.status >= 400 else None)
             yield tab
         finally:
             browser.close()
@@ -100,6 +102,13 @@ def step(page, name: str, stack: Stack) -> Iterator[None]:
             page.screenshot(path=str(ARTIFACTS / f"failed-{name}.png"), full_page=True)
         with contextlib.suppress(Exception):
             (ARTIFACTS / f"failed-{name}.html").write_text(page.content())
+        with contextlib.suppress(Exception):
+            lines = []
+            for response in getattr(page, "http_errors", []):
+                with contextlib.suppress(Exception):
+                    lines.append(f"{response.status} {response.request.method} {response.url}\n"
+                                 f"  {response.request.post_data}\n  -> {response.text()[:2000]}")
+            (ARTIFACTS / f"failed-{name}-http-errors.txt").write_text("\n".join(lines) or "none")
         with contextlib.suppress(Exception):
             for log in ("serve", "prefect-server"):
                 shutil.copy(stack.directory / "logs" / f"{log}.log", ARTIFACTS / f"failed-{name}-{log}.log")
