@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/runbooks up --dir $(RUN_DIR)
+	$(VENV)/bin/runbooks up --dir $(RUN_DIR) $(ARGS)
 
 sandbox: $(STAMP)
 	$(VENV)/bin/runbooks sandbox --dir $(RUN_DIR)/sandbox

@@ -21,13 +21,17 @@ from pathlib import Path
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterId,
+                                            FlowRunFilterNextScheduledStartTime, FlowRunFilterState,
+                                            FlowRunFilterStateType)
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelled, Crashed, Pending
 
 from .serve import ROOT, runner_deployments
 
 log = logging.getLogger("runbooks.runner")
+HEARTBEAT_SECONDS = 10.0   # how often the deployments are marked ready (a server-side write)
 
 
 @dataclass
@@ -51,6 +55,7 @@ class WarmRunner:
         self.idle: list[Worker] = []
         self.busy: dict[UUID, Worker] = {}
         self.lock = threading.Lock()
+        self._last_heartbeat = 0.0
 
     # -- workers -----------------------------------------------------------------------------------
 
@@ -115,9 +120,7 @@ class WarmRunner:
             capacity = self.limit - len(self.busy)
         if capacity <= 0:
             return
-        runs = client.get_scheduled_flow_runs_for_deployments(
-            deployment_ids=self.deployment_ids,
-            scheduled_before=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1))
+        runs = self._due_runs(client)
         for flow_run in runs[:capacity]:
             if flow_run.id in self.busy:
                 continue
@@ -125,6 +128,23 @@ class WarmRunner:
             if state.status.value != "ACCEPT":     # someone else claimed it
                 continue
             self._hand_over(flow_run.id)
+
+    def _due_runs(self, client) -> list:
+        """Scheduled runs of our deployments that are due. A plain read: Prefect's own
+        `get_scheduled_flow_runs` also marks the deployments ready, a write that at 4 polls a second
+        makes SQLite refuse concurrent writes (the UI's) with 503s. That call is kept as a heartbeat."""
+        now = dt.datetime.now(dt.timezone.utc)
+        if now.timestamp() - self._last_heartbeat > HEARTBEAT_SECONDS:
+            self._last_heartbeat = now.timestamp()
+            return client.get_scheduled_flow_runs_for_deployments(
+                deployment_ids=self.deployment_ids, scheduled_before=now + dt.timedelta(seconds=1))
+        return client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=self.deployment_ids)),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(
+                    before_=now + dt.timedelta(seconds=1))),
+            sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=self.limit)
 
     def _reap(self, client) -> None:
         """Forget finished workers; a worker that died before its run finished leaves the run Crashed."""

@@ -60,6 +60,7 @@ def emergency_rollback(
     """
     install_redaction()
     log = get_run_logger()
+    log.info("%s started for %s/%s", RUNBOOK, environment, service)
     record = RunRecord(runbook=RUNBOOK, requested_by=requested_by or "unknown", reason=reason, trigger=_trigger(alert),
                        dry_run=dry_run, emergency_override=emergency_override)
     env = None

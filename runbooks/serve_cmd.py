@@ -12,7 +12,9 @@ import os
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("serve", help="serve every runbook in prefect.yaml (foreground)",
                                  description=__doc__)
-    parser.add_argument("--engine", choices=("warm", "prefect"), default="warm")
+    parser.add_argument("--engine", choices=("warm", "prefect"),
+                        default=os.environ.get("RUNBOOKS_SERVE_ENGINE", "warm"),
+                        help="default: $RUNBOOKS_SERVE_ENGINE or warm")
     parser.add_argument("--limit", type=int, default=8, help="at most this many runs at once")
     parser.add_argument("--poll-seconds", type=float, default=0.25, help="warm engine: poll interval")
     parser.set_defaults(func=run)

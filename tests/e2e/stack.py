@@ -53,10 +53,11 @@ class Stack:
         return (self.directory / "logs" / f"{name}.log").read_text(errors="replace")
 
 
-def start_stack(directory: Path, *, sandbox_speed: float = 10.0, timeout: float = 240) -> Stack:
+def start_stack(directory: Path, *, sandbox_speed: float = 10.0, timeout: float = 240,
+                extra_env: dict[str, str] | None = None) -> Stack:
     prefect_port, receiver_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RUNBOOKS_", "KUBECONFIG"))}
-    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", **(extra_env or {}))
     out = open(directory / "up.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "runbooks.cli", "up", "--dir", str(directory),
                                 "--prefect-port", str(prefect_port), "--receiver-port", str(receiver_port),

@@ -78,9 +78,11 @@ def post_alert(alertmanager: str, *, resolved: bool = False) -> None:
 
 
 def rollback_runs(stack: Stack) -> list[dict]:
+    """Runs of emergency-rollback other than those Prefect's scheduler made from the monthly schedules."""
     deployment = httpx.get(f"{stack.api_url}/deployments/name/emergency-rollback/emergency-rollback").json()
     body = {"deployments": {"id": {"any_": [deployment["id"]]}}, "sort": "EXPECTED_START_TIME_ASC"}
-    return httpx.post(f"{stack.api_url}/flow_runs/filter", json=body, timeout=10).json()
+    runs = httpx.post(f"{stack.api_url}/flow_runs/filter", json=body, timeout=10).json()
+    return [r for r in runs if "auto-scheduled" not in r["tags"]]
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -137,3 +139,34 @@ def test_alertmanager_alert_starts_rollback_then_resolved_and_duplicate_start_no
     time.sleep(5)
     started_by_alerts = [r for r in rollback_runs(stack) if r["parameters"].get("alert")]
     assert len(started_by_alerts) == 1, [r["parameters"] for r in started_by_alerts]
+
+
+def test_monthly_dry_run_started_by_its_schedule_completes_with_zero_writes(stack):
+    """Prefect's scheduler holds the monthly runs; one is moved to now, as if the 1st had come."""
+    env = stack.env()
+    deployment = httpx.get(f"{stack.api_url}/deployments/name/emergency-rollback/emergency-rollback").json()
+    sandbox = env["SANDBOX_URL"]
+    since = time.time()
+    def move_one_to_now():
+        """Pick a scheduler-made run of payments-api and start it now (the scheduler may replace runs
+        while it settles, so a vanished one means: pick again)."""
+        runs = [r for r in httpx.post(f"{stack.api_url}/flow_runs/filter", json={
+            "deployments": {"id": {"any_": [deployment["id"]]}},
+            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}, "tags": {"all_": ["auto-scheduled"]}}}).json()
+            if r["parameters"].get("service") == "payments-api"]
+        if not runs:
+            return None
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        answer = httpx.post(f"{stack.api_url}/flow_runs/{runs[0]['id']}/set_state", timeout=10, json={
+            "state": {"type": "SCHEDULED", "name": "Scheduled", "state_details": {"scheduled_time": now}},
+            "force": True})
+        return runs[0] if answer.status_code in (200, 201) and answer.json()["status"] == "ACCEPT" else None
+    run = wait_for(move_one_to_now, 90, "a scheduler-made monthly run to start now")
+    assert run["parameters"]["dry_run"] is True and run["parameters"]["environment"] == "production"
+    done = wait_for(lambda: next((r for r in httpx.post(f"{stack.api_url}/flow_runs/filter", json={
+        "flow_runs": {"id": {"any_": [run["id"]]}}}).json() if r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")),
+        None), 120, "the scheduled dry run to finish")
+    assert done["state_type"] == "COMPLETED", stack.log("serve")[-4000:]
+    requests = httpx.get(f"{sandbox}/_sandbox/requests", params={"since": since}).json()["requests"]
+    assert requests, "the dry run read the cluster"
+    assert [r for r in requests if r["is_write"]] == []
