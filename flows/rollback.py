@@ -1,15 +1,24 @@
 """Runbook: Emergency Rollback. Quickly revert a service to a known-good state.
 
-Purpose: a release is failing (crash loops, a stuck rollout, an alert); restore the previous revision's pod
-template the way `kubectl rollout undo` does, prove the service is healthy again, and leave a report.
-
+Purpose: a release is failing (crash loops, a stuck rollout, an alert). Restore the previous revision's
+pod template the way `kubectl rollout undo` does, prove the service is healthy again, and leave a report.
+Approval required: the environment's policy (the on-call lead in production; never the requester).
+Estimated time: 5 to 15 minutes by hand; about a minute as a runbook.
 Prerequisites: the service is in the catalog; its Deployment exists and has an earlier revision; no change
-freeze is in force (or an emergency override with a reason is given); no other run is changing it.
-Blast radius: one Deployment in one namespace. Approval: the environment's policy (on-call lead in
-production). Estimated time: 5 to 15 minutes by hand; about a minute here.
-Rollback of this runbook: it never rolls forward to the bad release. If verification fails, the run fails
-and its report says what state the service is in and what to do next.
-Idempotent: a second run (an alert firing twice) finds the service healthy and changes nothing.
+freeze is in force (or an emergency override with a reason is given); no other run is changing it; no
+change was made to it within the environment's cooldown.
+Blast radius: one Deployment in one namespace.
+Procedure: preflight (read the Deployment, its ReplicaSets and pods; check the guards), plan (from revision
+N to revision M, what `kubectl rollout undo` would do; a dry run stops here with zero writes), approval
+gate, then one JSON patch that restores revision M's template and annotations, guarded by a `test` of the
+template the plan was made from. A healthy current revision with no target revision changes nothing: an
+alert that fires twice must not undo the fix.
+Verification: the rollout completes (the rule `kubectl rollout status` uses, watched, with a deadline),
+every pod is Ready and runs the restored images, and the health URL answers 2xx when one is configured.
+Rollback: it never rolls forward to the bad release. If verification fails the run fails, and its report
+says what state the service is in and what to do next.
+Post-incident: the run report (trigger, requester, approvals, plan, before/after, evidence, timeline) is a
+Prefect artifact; the environment's notification channels are told of gates, escalations and outcomes.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from .sandbox_cmd import add_sandbox_parser
 
 
 # Command modules, each with `add_parser(commands)`; the sandbox command needs no Prefect import.
-COMMANDS: list[str] = ["run_cmd", "approve_cmd", "serve_cmd", "up_cmd", "demo_cmd", "receiver_cmd"]
+COMMANDS: list[str] = ["run_cmd", "approve_cmd", "serve_cmd", "up_cmd", "demo_cmd", "receiver_cmd", "docs_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:
