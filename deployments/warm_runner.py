@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from uuid import UUID
 
 from prefect.client.orchestration import get_client

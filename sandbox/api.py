@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import admission, errors, patching
-from .resources import BY_KEY, ResourceType
+from .resources import ResourceType
 from .routing import Target
 from .selectors import (SelectorError, label_selector_from_object, object_fields, parse_field_selector,
                         parse_label_selector, supported_fields)
@@ -104,8 +104,8 @@ class Api:
 
     def decode_object(self, request: Request, target: Target, *, kind: str | None = None) -> dict:
         if "yaml" in request.content_type:
-            raise errors.unsupported_media_type(f'the body of the request was in an unknown format - accepted media '
-                                                f'types include: application/json')
+            raise errors.unsupported_media_type("the body of the request was in an unknown format - accepted "
+                                                "media types include: application/json")
         obj = self.decode_json(request)
         if not isinstance(obj, dict):
             raise errors.bad_request("the object provided is unrecognized (must be a JSON object)")

@@ -12,7 +12,7 @@ from prefect import task
 from pydantic import BaseModel
 
 from ..errors import ConflictError, PermanentError, TargetNotFound
-from .calls import TASK_RETRIES, call, call_json, retry_if_transient
+from .calls import TASK_RETRIES, call_json, retry_if_transient
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
