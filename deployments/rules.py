@@ -17,11 +17,10 @@ import os
 import re
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runbooks.registry import RUNBOOKS
-from tasks.catalog import Catalog
+from tasks.catalog import Catalog, load_yaml_model
 from tasks.errors import RunbookError
 
 from .alerts import Alert, Severity, Source, severity_rank
@@ -182,16 +181,7 @@ def rules_path(path: str | Path | None = None) -> Path:
 def load_rules(path: str | Path | None = None, *, catalog: Catalog | None = None) -> RuleSet:
     """Load and validate the rules file (and, given the catalog, the environments rules name literally)."""
     source = rules_path(path)
-    try:
-        raw = yaml.safe_load(source.read_text())
-    except FileNotFoundError:
-        raise RulesError(f"alert rules not found: {source} (set RUNBOOKS_ALERT_RULES or --rules)") from None
-    except yaml.YAMLError as exc:
-        raise RulesError(f"alert rules {source} are not valid YAML: {exc}") from exc
-    try:
-        ruleset = RuleSet.model_validate(raw)
-    except ValidationError as exc:
-        raise RulesError(f"alert rules {source} are invalid:\n{exc}") from exc
+    ruleset = load_yaml_model(source, RuleSet, RulesError, "alert rules", "set RUNBOOKS_ALERT_RULES or --rules")
     if catalog is not None:
         for rule in ruleset.rules:
             literal = all(isinstance(p, str) for p in parse_template(rule.environment))

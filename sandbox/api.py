@@ -260,7 +260,7 @@ class Api:
             except (ValueError, TypeError):
                 raise errors.bad_request("continue key is not valid: illegal base64 data") from None
             items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
-        limit = _int(request.query.get("limit"), "limit")
+        limit = query_int(request.query.get("limit"), "limit")
         next_token, remaining = None, None
         if limit and len(items) > limit:
             remaining = len(items) - limit
@@ -280,7 +280,7 @@ class Api:
         return {"kind": f"{resource.kind}List", "apiVersion": resource.api_version, "metadata": meta, "items": items}
 
     def watch(self, request: Request, target: Target) -> WatchStream:
-        timeout = _int(request.query.get("timeoutSeconds"), "timeoutSeconds")
+        timeout = query_int(request.query.get("timeoutSeconds"), "timeoutSeconds")
         watcher = self.store.watch(target.resource, target.namespace, self.matcher(request, target.resource),
                                    request.query.get("resourceVersion"))
         return WatchStream(watcher, float(timeout) if timeout else self.min_watch_timeout,
@@ -372,7 +372,8 @@ def generate_name(prefix: str) -> str:
     return prefix + "".join(random.choices(string.ascii_lowercase + "bcdfghjklmnpqrstvwxz2456789", k=5))
 
 
-def _int(value: str | None, name: str) -> int | None:
+def query_int(value: str | None, name: str) -> int | None:
+    """A non-negative integer query parameter, or a 400 BadRequest naming it."""
     if value in (None, ""):
         return None
     try:

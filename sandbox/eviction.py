@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from . import errors
-from .api import Api, Request, Response
+from .api import Api, Request, Response, query_int
 from .controllers.pods import pod_logs, pod_ready
 from .resources import BY_KIND
 from .routing import Target
@@ -149,11 +149,11 @@ def read_log(sandbox: "Sandbox", request: Request, target: Target) -> Response:
     started = ((cstatus.get("state") or {}).get("running") or {}).get("startedAt") or now_rfc3339()
     if request.flag("timestamps"):
         lines = _with_timestamps(lines, started)
-    tail = _number(request.query.get("tailLines"), "tailLines")
+    tail = query_int(request.query.get("tailLines"), "tailLines")
     if tail is not None:
         lines = lines[len(lines) - tail:] if tail else []
     text = "".join(line + "\n" for line in lines)
-    limit = _number(request.query.get("limitBytes"), "limitBytes")
+    limit = query_int(request.query.get("limitBytes"), "limitBytes")
     if limit:
         text = text.encode()[:limit].decode(errors="ignore")
     return Response(200, text, "text/plain")
@@ -184,15 +184,3 @@ def _with_timestamps(lines: list[str], fallback: str) -> list[str]:
             stamp = match.group(1)
         out.append(f"{stamp}.000000000Z {line}")
     return out
-
-
-def _number(value: str | None, name: str) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise errors.bad_request(f'invalid value for {name}: "{value}"') from None
-    if number < 0:
-        raise errors.bad_request(f"{name} must be non-negative") from None
-    return number

@@ -8,13 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import CatalogError, TargetNotFound
 
+M = TypeVar("M", bound=BaseModel)
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "catalog.yaml"
 
 
@@ -114,16 +115,21 @@ def catalog_path(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get("RUNBOOKS_CATALOG") or DEFAULT_CATALOG)
 
 
-def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Load and validate the catalog; errors name the file and the field."""
-    source = catalog_path(path)
+def load_yaml_model(source: Path, model: type[M], error: type[Exception], what: str, hint: str) -> M:
+    """Read a YAML file into a pydantic model; every failure is `error` naming the file (and the field)."""
     try:
         raw = yaml.safe_load(source.read_text())
     except FileNotFoundError:
-        raise CatalogError(f"catalog not found: {source} (set RUNBOOKS_CATALOG to point at one)") from None
+        raise error(f"{what} not found: {source} ({hint})") from None
     except yaml.YAMLError as exc:
-        raise CatalogError(f"catalog {source} is not valid YAML: {exc}") from exc
+        raise error(f"{what} {source} is not valid YAML: {exc}") from exc
     try:
-        return Catalog.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise CatalogError(f"catalog {source} is invalid:\n{exc}") from exc
+        raise error(f"{what} {source} is invalid:\n{exc}") from exc
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Load and validate the catalog; errors name the file and the field."""
+    return load_yaml_model(catalog_path(path), Catalog, CatalogError, "catalog",
+                           "set RUNBOOKS_CATALOG to point at one")
