@@ -51,9 +51,11 @@ def alert_payload(fingerprint: str) -> dict:
 
 
 def wait_run(api: str, marker: str, timeout: float = 60) -> dict:
-    body = {"flow_runs": {"tags": {"all_": []}}, "sort": "EXPECTED_START_TIME_DESC", "limit": 5}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        due = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)).isoformat()
+        body = {"flow_runs": {"expected_start_time": {"before_": due}},   # not the scheduler's future runs
+                "sort": "EXPECTED_START_TIME_DESC", "limit": 5}
         for run in httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10).json():
             if marker in (run["parameters"].get("alert") or run["parameters"].get("reason") or ""):
                 return run
