@@ -1,122 +1,119 @@
-"""Serve every runbook with warm workers: an alert's run starts in about a second, not in several.
+"""Serve every runbook from a fork server: an alert's run starts in well under a second, not in several.
 
-Prefect's `serve()` starts a fresh Python process per run (about 3 s of imports here) after polling
+Prefect's `serve()` starts a fresh Python process per run (about 4 s of imports here) after polling
 every few seconds. This runner registers the same deployments (prefect.yaml: parameters, schedules,
 triggers), polls for scheduled runs every `poll_seconds`, claims each the way Prefect's own Runner does
-(proposing Pending, which the server grants to one claimant only), and hands it to a worker process that
-has already imported everything (deployments/warm_worker.py). A worker runs one flow run and exits; a new
-one is warmed in its place. Cancelling a run from the UI terminates its worker, as with `serve()`.
+(proposing Pending, which the server grants to one claimant only), and runs it in a process forked from
+a multiprocessing fork server that imported Prefect and every runbook once (deployments/warm_worker.py).
+Each run still gets its own process: a crash or a leak in one run cannot touch another. Cancelling a run
+from the UI terminates its process, as with `serve()`.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import subprocess
+import multiprocessing
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterId,
                                             FlowRunFilterNextScheduledStartTime, FlowRunFilterState,
                                             FlowRunFilterStateType)
-from prefect.client.schemas.sorting import FlowRunSort
 from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Cancelled, Crashed, Pending
 
-from .serve import ROOT, runner_deployments
+from . import warm_worker
+from .serve import ROOT, declared_deployments, runner_deployments
 
 log = logging.getLogger("runbooks.runner")
 HEARTBEAT_SECONDS = 10.0   # how often the deployments are marked ready (a server-side write)
+API_ERROR_BACKOFF_SECONDS = 5.0
 
 
 @dataclass
-class Worker:
-    process: subprocess.Popen
-    run_id: UUID | None = None
-    started: float = field(default_factory=time.monotonic)
+class RunProcess:
+    process: BaseProcess
 
-    def ready(self, timeout: float) -> bool:
-        line = self.process.stdout.readline() if self.process.stdout else b""
-        return line.strip() == b"ready"
+    def running(self) -> bool:
+        return self.process.exitcode is None
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM (Prefect's engine records the run's end), then SIGKILL after `grace` seconds."""
+        if self.running():
+            self.process.terminate()
+            self.process.join(grace)
+        if self.running():
+            self.process.kill()
+            self.process.join(5)
 
 
 class WarmRunner:
-    def __init__(self, *, poll_seconds: float = 0.25, warm: int = 2, limit: int = 8) -> None:
+    def __init__(self, *, poll_seconds: float = 0.25, limit: int = 8) -> None:
         self.poll_seconds = poll_seconds
-        self.warm_count = warm
         self.limit = limit
         self.stop = threading.Event()
         self.deployment_ids: list[UUID] = []
-        self.idle: list[Worker] = []
-        self.busy: dict[UUID, Worker] = {}
-        self.lock = threading.Lock()
+        self.entrypoints: dict[UUID, str] = {}       # deployment id -> prefect.yaml entrypoint
+        self.busy: dict[UUID, RunProcess] = {}
         self._last_heartbeat = 0.0
+        self.context = multiprocessing.get_context("forkserver")
 
-    # -- workers -----------------------------------------------------------------------------------
+    # -- processes ---------------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
-        """Start a worker and add it to the idle pool once it has finished importing."""
-        process = subprocess.Popen([sys.executable, "-m", "deployments.warm_worker"], cwd=ROOT,
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=os.environ.copy())
-        worker = Worker(process)
-        if worker.ready(timeout=120):
-            with self.lock:
-                if self.stop.is_set():
-                    process.stdin.close()
-                    return
-                self.idle.append(worker)
-        else:
-            log.error("a warm worker failed to start (exit %s)", process.poll())
+    def start_fork_server(self) -> None:
+        """Start the fork server and wait for its imports, before registering: a run that arrives right
+        after start-up must not pay for them."""
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))               # the fork server imports the runbooks from here
+        self.context.set_forkserver_preload(warm_worker.preload_modules())
+        started = time.monotonic()
+        probe = self.context.Process(target=warm_worker.warmed, name="runbooks-warm-up")
+        probe.start()
+        probe.join()
+        log.info("fork server ready in %.1fs (exit %s)", time.monotonic() - started, probe.exitcode)
 
-    def _replenish(self) -> None:
-        with self.lock:
-            missing = self.warm_count - len(self.idle)
-        for _ in range(max(0, missing)):
-            threading.Thread(target=self._spawn, daemon=True).start()
-
-    def _hand_over(self, run_id: UUID) -> None:
-        with self.lock:
-            worker = self.idle.pop(0) if self.idle else None
-        if worker is None:                         # all warm workers busy: warm one now (slower start)
-            self._spawn()
-            with self.lock:
-                worker = self.idle.pop(0)
-        worker.run_id = run_id
-        worker.process.stdin.write(f"{run_id}\n".encode())
-        worker.process.stdin.flush()
-        with self.lock:
-            self.busy[run_id] = worker
-        self._replenish()
-        log.info("run %s handed to warm worker pid %s", run_id, worker.process.pid)
+    def _hand_over(self, run_id: UUID, entrypoint: str) -> None:
+        process = self.context.Process(target=warm_worker.run_flow_run, args=(str(run_id), entrypoint),
+                                       name=f"flow-run-{run_id}")
+        process.start()
+        self.busy[run_id] = RunProcess(process)
+        log.info("run %s started in process %s", run_id, process.pid)
 
     # -- the loop ----------------------------------------------------------------------------------
 
     def register(self) -> None:
-        for deployment in runner_deployments():
-            self.deployment_ids.append(deployment.apply())
+        for entry, deployment in zip(declared_deployments(), runner_deployments()):
+            deployment_id = deployment.apply()
+            self.deployment_ids.append(deployment_id)
+            self.entrypoints[deployment_id] = entry["entrypoint"]
             log.info("serving deployment %s/%s", deployment.flow_name, deployment.name)
 
     def run(self) -> None:
+        self.start_fork_server()
         self.register()
-        self._replenish()
-        log.info("warm runner polling every %.2fs with %d warm workers", self.poll_seconds, self.warm_count)
+        log.info("warm runner polling every %.2fs, at most %d runs at once", self.poll_seconds, self.limit)
         last_housekeeping = 0.0
         with get_client(sync_client=True) as client:
             while not self.stop.wait(self.poll_seconds):
-                self._claim_scheduled(client)
-                if time.monotonic() - last_housekeeping > 1.0:
-                    self._reap(client)
-                    self._cancel_requested(client)
-                    last_housekeeping = time.monotonic()
+                try:
+                    self._claim_scheduled(client)
+                    if time.monotonic() - last_housekeeping > 1.0:
+                        self._reap(client)
+                        self._cancel_requested(client)
+                        last_housekeeping = time.monotonic()
+                except Exception:                 # the API is restarting or overloaded: keep serving
+                    log.exception("polling the Prefect API failed; retrying in %.0fs", API_ERROR_BACKOFF_SECONDS)
+                    self.stop.wait(API_ERROR_BACKOFF_SECONDS)
         self.shutdown()
 
     def _claim_scheduled(self, client) -> None:
-        with self.lock:
-            capacity = self.limit - len(self.busy)
+        capacity = self.limit - len(self.busy)
         if capacity <= 0:
             return
         runs = self._due_runs(client)
@@ -126,7 +123,12 @@ class WarmRunner:
             state = client.set_flow_run_state(flow_run.id, Pending())
             if state.status.value != "ACCEPT":     # someone else claimed it
                 continue
-            self._hand_over(flow_run.id)
+            try:
+                self._hand_over(flow_run.id, self.entrypoints.get(flow_run.deployment_id, ""))
+            except OSError as exc:                 # fork failed (memory, process limits): say so on the run
+                log.error("could not start a process for run %s: %s", flow_run.id, exc)
+                client.set_flow_run_state(flow_run.id, Crashed(message=f"could not start its process: {exc}"),
+                                          force=True)
 
     def _due_runs(self, client) -> list:
         """Scheduled runs of our deployments that are due. A plain read: Prefect's own
@@ -146,20 +148,18 @@ class WarmRunner:
             sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=self.limit)
 
     def _reap(self, client) -> None:
-        """Forget finished workers; a worker that died before its run finished leaves the run Crashed."""
-        with self.lock:
-            done = [(run_id, w) for run_id, w in self.busy.items() if w.process.poll() is not None]
-            for run_id, _ in done:
-                del self.busy[run_id]
-        for run_id, worker in done:
+        """Forget finished processes; one that died before its run finished leaves the run Crashed."""
+        done = [(run_id, w) for run_id, w in self.busy.items() if not w.running()]
+        for run_id, _ in done:
+            del self.busy[run_id]
+        for run_id, ended in done:
             run = client.read_flow_run(run_id)
             if run.state and not run.state.is_final() and not run.state.is_paused():
-                client.set_flow_run_state(run_id, Crashed(message=f"worker exited with {worker.process.returncode}"),
-                                          force=True)
+                message = f"its process exited with {ended.process.exitcode}"
+                client.set_flow_run_state(run_id, Crashed(message=message), force=True)
 
     def _cancel_requested(self, client) -> None:
-        with self.lock:
-            ours = list(self.busy)
+        ours = list(self.busy)
         if not ours:
             return
         cancelling = client.read_flow_runs(flow_run_filter=FlowRunFilter(
@@ -167,40 +167,16 @@ class WarmRunner:
                 any_=[StateType.CANCELLING]))))
         for run in cancelling:
             worker = self.busy.get(run.id)
-            if worker and worker.process.poll() is None:
-                log.info("cancelling run %s: terminating its worker", run.id)
-                worker.process.terminate()
-                try:
-                    worker.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    worker.process.kill()
+            if worker and worker.running():
+                log.info("cancelling run %s: terminating its process", run.id)
+                worker.stop()
             client.set_flow_run_state(run.id, Cancelled(message="cancelled by request"), force=True)
 
     def shutdown(self) -> None:
         self.stop.set()
-        with self.lock:
-            idle, busy = list(self.idle), list(self.busy.values())
-            self.idle.clear()
-        for worker in idle:
-            worker.process.stdin.close()               # an idle worker exits on end of input
+        busy = list(self.busy.values())
         for worker in busy:
-            if worker.process.poll() is None:
+            if worker.running():
                 worker.process.terminate()
-        for worker in idle + busy:
-            try:
-                worker.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-
-
-def main() -> None:
-    import signal
-    runner = WarmRunner(poll_seconds=float(os.environ.get("RUNBOOKS_POLL_SECONDS", "0.25")))
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop.set())
-    signal.signal(signal.SIGINT, lambda *_: runner.stop.set())
-    runner.run()
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    main()
+        for worker in busy:
+            worker.stop(grace=15)

@@ -1,7 +1,10 @@
-"""A pre-started process that runs one flow run, exactly as `python -m prefect.engine RUN_ID` would.
+"""One flow run in a process forked from a server that has already imported every runbook.
 
-It does the slow part first (importing Prefect and every runbook), says "ready", then waits for a flow run
-id on stdin. Starting a run then costs milliseconds instead of a fresh interpreter's seconds.
+A fresh interpreter spends about 4 s importing Prefect, the SDKs and the runbooks before a run can
+start. The warm runner instead starts a multiprocessing fork server that imports all of that once
+(`preload_modules()`); each run's process is then a fork of it (copy-on-write, tens of milliseconds),
+and runs Prefect's own engine steps (read the run, `run_flow`, engine signal handling) with the flow
+already imported, instead of reading the deployment and executing the flow's file again.
 """
 from __future__ import annotations
 
@@ -9,36 +12,54 @@ import importlib
 import os
 import runpy
 import sys
-import time
+from pathlib import Path
+from uuid import UUID
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE_MODULES = [
+    "prefect.engine", "prefect.flow_engine", "prefect.task_engine", "prefect._internal.observers",
+    "prefect._internal.metrics", "prefect._internal.control_listener", "prefect.client.orchestration",
+    "prefect.deployments.steps.core",
+]
 
 
-def warm_up() -> None:
-    """Walk the engine's slow first-time paths now: imports, the entrypoint loader, the API client."""
-    import prefect.deployments.steps.core  # noqa: F401 - pull steps, imported lazily by load_flow
-    import prefect.engine  # noqa: F401
-    import prefect.flow_engine  # noqa: F401
-    from prefect.client.orchestration import get_client
-    from prefect.flows import load_flow_from_entrypoint
-
-    from deployments.serve import ROOT, declared_deployments
-    for entry in declared_deployments():
-        importlib.import_module(entry["entrypoint"].split(":")[0].removesuffix(".py").replace("/", "."))
-        load_flow_from_entrypoint(str(ROOT / entry["entrypoint"]))
-    with get_client(sync_client=True) as client:    # settings, HTTP pool, response models
-        client.read_flows(limit=1)
+def flow_module(entrypoint: str) -> tuple[str, str]:
+    """'flows/rollback.py:emergency_rollback' -> ('flows.rollback', 'emergency_rollback')."""
+    path, _, name = entrypoint.partition(":")
+    return path.removesuffix(".py").replace("/", "."), name
 
 
-def main() -> None:
-    warm_up()
-    print("ready", flush=True)
-    run_id = sys.stdin.readline().strip()
-    if os.environ.get("RUNBOOKS_WORKER_TRACE"):
-        print(f"{time.time():.3f} worker got run {run_id}", file=sys.stderr, flush=True)
-    if not run_id:
-        return                                    # the runner shut down before handing us a run
-    sys.argv = ["prefect.engine", run_id]
-    runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+def preload_modules() -> list[str]:
+    """What the fork server imports once: Prefect's engine and every runbook in prefect.yaml."""
+    from deployments.serve import declared_deployments
+    return ENGINE_MODULES + sorted({flow_module(d["entrypoint"])[0] for d in declared_deployments()})
 
 
-if __name__ == "__main__":
-    main()
+def warmed() -> None:
+    """A no-op run in a forked process: returns once the fork server has finished its imports."""
+
+
+def run_flow_run(run_id: str, entrypoint: str) -> None:
+    """`prefect.engine`'s main, with the flow taken from the already imported module. Falls back to
+    running `prefect.engine` itself when this Prefect lacks the internals used here, or the flow's
+    module cannot be imported."""
+    os.chdir(ROOT)
+    try:
+        from prefect._internal.control_listener import configure_from_env
+        from prefect._internal.metrics import RunMetrics
+        from prefect.engine import _drive_run_flow_result, handle_engine_signals
+        from prefect.flow_engine import flow_run_logger, load_flow_run, run_flow
+        module, name = flow_module(entrypoint)
+        flow = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        sys.argv = ["prefect.engine", run_id]
+        runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+        return
+    flow_run_id = UUID(run_id)
+    configure_from_env()
+    with handle_engine_signals(flow_run_id):
+        flow_run = load_flow_run(flow_run_id=flow_run_id)
+        run_logger = flow_run_logger(flow_run=flow_run)
+        with RunMetrics(flow_run, flow):
+            result = run_flow(flow, flow_run=flow_run, error_logger=run_logger)
+            _drive_run_flow_result(flow, result)

@@ -1,6 +1,7 @@
 """`runbooks serve`: serve every runbook declared in prefect.yaml from this process (foreground).
 
-`--engine warm` (default): pre-started workers, runs start in about a second (deployments/warm_runner.py).
+`--engine warm` (default): each run is forked from a process that already imported every runbook, so it
+starts in well under a second (deployments/warm_runner.py).
 `--engine prefect`: Prefect's own `serve()`, a fresh process per run.
 """
 from __future__ import annotations

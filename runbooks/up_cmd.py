@@ -8,6 +8,7 @@ Self-hosted Prefect has no users: anyone who reaches its API can approve a gate,
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import secrets
 import signal
@@ -159,6 +160,7 @@ def start_all(sup: Supervisor, args: argparse.Namespace, directory: Path) -> dic
     sup.start("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host", args.host,
                                  "--port", str(args.prefect_port)], env)
     sup.wait_until("the Prefect server", lambda: _healthy(f"{api_url}/health"), 180)
+    serve_started = time.time() - 1.0              # the server's clock may trail ours a little
     sup.start("serve", cli + ["serve"], env)
     token_file = directory / "receiver-token"
     if not token_file.exists():
@@ -167,20 +169,31 @@ def start_all(sup: Supervisor, args: argparse.Namespace, directory: Path) -> dic
     receiver_env = {**env, "RUNBOOKS_RECEIVER_TOKEN": token_file.read_text().strip()}
     sup.start("receiver", cli + ["receiver", "--port", str(args.receiver_port)], receiver_env)
     sup.wait_until("the alert receiver", lambda: _healthy(f"http://127.0.0.1:{args.receiver_port}/healthz"), 60)
-    sup.wait_until("the served deployments", lambda: _deployments_ready(api_url, env), 120)
+    sup.wait_until("the served deployments and their alert triggers",
+                   lambda: _deployments_ready(api_url, env, serve_started), 180)
     return env
 
 
-def _deployments_ready(api_url: str, env: dict[str, str]) -> bool:
+def _deployments_ready(api_url: str, env: dict[str, str], since: float) -> bool:
+    """Every prefect.yaml deployment registered by this start (updated after `since`), and the alert
+    trigger of each one armed: an alert accepted before its automation exists would start nothing."""
     from deployments.serve import declared_deployments
-    names = [d["name"] for d in declared_deployments()]
+    declared = declared_deployments()
     auth = tuple(env["PREFECT_API_AUTH_STRING"].split(":", 1)) if env.get("PREFECT_API_AUTH_STRING") else None
     try:
-        response = httpx.post(f"{api_url}/deployments/filter", json={"limit": 200}, auth=auth, timeout=5)
-        found = {d["name"] for d in response.json()} if response.status_code == 200 else set()
-    except (httpx.HTTPError, ValueError):
+        deployments = httpx.post(f"{api_url}/deployments/filter", json={"limit": 200}, auth=auth, timeout=5)
+        automations = httpx.post(f"{api_url}/automations/filter", json={"limit": 200}, auth=auth, timeout=5)
+        if deployments.status_code != 200 or automations.status_code != 200:
+            return False
+        fresh = {d["name"]: d["id"] for d in deployments.json()
+                 if dt.datetime.fromisoformat(d["updated"].replace("Z", "+00:00")).timestamp() >= since}
+        armed = {action.get("deployment_id") for automation in automations.json() if automation.get("enabled")
+                 for action in automation.get("actions", []) if action.get("type") == "run-deployment"}
+    except (httpx.HTTPError, ValueError, KeyError):
         return False
-    return set(names) <= found
+    if not {d["name"] for d in declared} <= set(fresh):
+        return False
+    return {fresh[d["name"]] for d in declared if d.get("triggers")} <= armed
 
 
 def print_summary(args: argparse.Namespace, env: dict[str, str], directory: Path) -> None:

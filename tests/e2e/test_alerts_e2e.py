@@ -8,10 +8,12 @@ start nothing.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -170,3 +172,31 @@ def test_monthly_dry_run_started_by_its_schedule_completes_with_zero_writes(stac
     requests = httpx.get(f"{sandbox}/_sandbox/requests", params={"since": since}).json()["requests"]
     assert requests, "the dry run read the cluster"
     assert [r for r in requests if r["is_write"]] == []
+
+
+def test_cancelling_a_paused_run_terminates_its_process_and_changes_nothing(stack):
+    """What the UI's Cancel does: the run's process is terminated and the run ends Cancelled."""
+    apps = client.AppsV1Api(config.new_client_from_config(config_file=stack.env()["KUBECONFIG"]))
+    before = apps.read_namespaced_deployment("checkout-web", "checkout")
+    deployment = httpx.get(f"{stack.api_url}/deployments/name/emergency-rollback/emergency-rollback").json()
+    created = httpx.post(f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run", timeout=10, json={
+        "parameters": {"service": "checkout-web", "environment": "production", "target_revision": 1,
+                       "reason": "cancellation test", "requested_by": "pytest"}})
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    read = lambda: httpx.get(f"{stack.api_url}/flow_runs/{run_id}", timeout=10).json()  # noqa: E731
+    wait_for(lambda: read()["state_type"] == "PAUSED", 90, "the run to pause at its approval gate")
+    started = wait_for(lambda: re.search(rf"run {run_id} started in process (\d+)", stack.log("serve")), 10,
+                       "the runner to log the run's process")
+    pid = int(started.group(1))
+    assert Path(f"/proc/{pid}").exists()
+
+    answer = httpx.post(f"{stack.api_url}/flow_runs/{run_id}/set_state", timeout=10, json={
+        "state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True})
+    assert answer.status_code in (200, 201), answer.text
+    wait_for(lambda: read()["state_type"] == "CANCELLED", 60, "the run to end Cancelled")
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 20, "the run's process to exit")
+    assert f"cancelling run {run_id}: terminating its process" in stack.log("serve")
+    after = apps.read_namespaced_deployment("checkout-web", "checkout")
+    assert after.metadata.generation == before.metadata.generation
+    assert after.spec.template.spec.containers[0].image == before.spec.template.spec.containers[0].image
