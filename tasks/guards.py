@@ -2,12 +2,12 @@
 mutator per target, and a cooldown after a completed change.
 
 Every refusal is a `GuardRefused` raised before the first write, with a message an operator can act on.
-Locks and cooldown records live in the Prefect server (a global concurrency limit and a Variable per
-target), so they hold across processes, workers and machines that share that server.
+Locks and cooldown records live in the Prefect server (a global concurrency limit and a keyed artifact
+per target), so they hold across processes, workers and machines that share that server.
 
-Names are derived from `Target.key` with everything outside `[a-z0-9-]` turned into `-`. Two keys that
-sanitise alike (`a-b/c` and `a/b-c`) share a lock and a cooldown record: that only ever refuses more,
-never less, because records are written in completion order and the newest one wins.
+Lock names and record keys come from `Target.key` with everything outside `[a-z0-9-]` turned into `-`.
+Two keys that sanitise alike (`a-b/c` and `a/b-c`) share a lock and a cooldown record: that only ever
+refuses more, never less, because records are written in completion order and the newest one wins.
 """
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, VariableCreate, VariableUpdate
+from prefect.client.schemas.actions import ArtifactCreate, GlobalConcurrencyLimitCreate
+from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_run_logger
-from prefect.variables import Variable
 
 from .catalog import Environment
 from .errors import GuardRefused
@@ -135,8 +135,8 @@ def _lease_holder() -> ConcurrencyLeaseHolder | None:
 
 # --- cooldown ------------------------------------------------------------------------------------
 
-def cooldown_variable_name(target: Target) -> str:
-    """The Prefect Variable holding the target's last completed change."""
+def cooldown_record_key(target: Target) -> str:
+    """The artifact key under which every completed change on the target is recorded."""
     return f"runbook-last-change-{_sanitise(target.key)}"
 
 
@@ -148,18 +148,22 @@ def check_cooldown(target: Target, *, cooldown_seconds: int, now: dt.datetime) -
 
     Raises:
         GuardRefused: the last change is within `cooldown_seconds` of `now`, or its record is unreadable
-            (fail closed: fix or delete the Variable named in the message).
+            (fail closed: delete that artifact in the Prefect UI, or record a valid change).
     """
     if cooldown_seconds <= 0:
         return
-    name = cooldown_variable_name(target)
-    record = Variable.get(name, _sync=True)
-    if record is None:
+    key = cooldown_record_key(target)
+    with get_client(sync_client=True) as client:
+        latest = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key])), limit=1)
+    if not latest:
         return
+    record = latest[0].metadata_
     try:
         run, at = str(record["run"]), _as_utc(dt.datetime.fromisoformat(record["at"]))
     except (TypeError, KeyError, ValueError) as exc:
-        raise GuardRefused(f"cooldown record {name} is unreadable ({record!r}); fix or delete it") from exc
+        raise GuardRefused(f"cooldown record {key} (its latest artifact) is unreadable ({record!r}); "
+                           "delete that artifact or record a valid change") from exc
     until = at + dt.timedelta(seconds=cooldown_seconds)
     if _as_utc(now) < until:
         raise GuardRefused(
@@ -168,31 +172,31 @@ def check_cooldown(target: Target, *, cooldown_seconds: int, now: dt.datetime) -
 
 
 def record_change(target: Target, *, run: str, at: dt.datetime) -> None:
-    """Record a completed change on `target` (overwriting the previous one) for `check_cooldown`.
+    """Record a completed change on `target` for `check_cooldown`: the newest record is the one read.
 
     The flow calls this only after a change was made (succeeded, or rolled back after being made):
     a dry run or a no-op run changed nothing, so it must not start a cooldown.
+
+    Each change is a new version of a keyed artifact, so the Prefect UI keeps the target's change history.
+    Appending is a single insert: updating a Variable in place reads then writes, which SQLite refuses
+    while another writer commits (a 503, then Prefect's client waits 2 s to retry).
     """
-    value = {"run": run, "at": _as_utc(at).isoformat()}
-    name = cooldown_variable_name(target)
-    # Update in place when it exists: `Variable.set(overwrite=True)` tries a create first, whose failure
-    # on SQLite costs a server-side IntegrityError and often a 503 with a 2 s client back-off.
+    at_text = _as_utc(at).isoformat()
+    ctx = FlowRunContext.get()
     with get_client(sync_client=True) as client:
-        existing = client.read_variable_by_name(name)
-        if existing is None:
-            try:
-                client.create_variable(VariableCreate(name=name, value=value))
-            except ObjectAlreadyExists:
-                client.update_variable(VariableUpdate(name=name, value=value))
-        else:
-            client.update_variable(VariableUpdate(name=name, value=value))
-    _logger().info("recorded change on %s by run %s at %s", target.key, run, value["at"])
+        client.create_artifact(ArtifactCreate(
+            key=cooldown_record_key(target), type="markdown",
+            data=f"`{target.key}` was changed by run `{run}` at {at_text}.",
+            description=f"Completed changes on {target.key}; the runbooks' cooldown guard reads the newest.",
+            metadata_={"run": run, "at": at_text},
+            flow_run_id=ctx.flow_run.id if ctx and ctx.flow_run else None))
+    _logger().info("recorded change on %s by run %s at %s", target.key, run, at_text)
 
 
 # --- helpers -------------------------------------------------------------------------------------
 
 def _sanitise(key: str) -> str:
-    """Fit a target key into both naming rules: limits ban `/%&><`, Variables allow `[a-z0-9_-]`."""
+    """Fit a target key into both naming rules: limits ban `/%&><`, artifact keys allow `[a-z0-9-]`."""
     return re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")
 
 

@@ -6,10 +6,11 @@ import threading
 import uuid
 
 import pytest
+from prefect.client.orchestration import get_client
 
 from tasks.catalog import Environment
 from tasks.errors import GuardRefused
-from tasks.guards import (check_cooldown, check_freeze, cooldown_variable_name, lock_name, record_change,
+from tasks.guards import (check_cooldown, check_freeze, cooldown_record_key, lock_name, record_change,
                           target_lock)
 from tasks.models import Target
 
@@ -73,7 +74,7 @@ def test_freeze_naive_now_is_treated_as_utc():
 def test_names_fit_prefect_charsets():
     target = Target(environment="Production", service="payments_api/v2", namespace="p", deployment="d")
     assert lock_name(target) == "runbook-target-production-payments-api-v2"
-    assert cooldown_variable_name(target) == "runbook-last-change-production-payments-api-v2"
+    assert cooldown_record_key(target) == "runbook-last-change-production-payments-api-v2"
     assert lock_name(Target(environment="production", service="payments-api", namespace="p",
                             deployment="d")) == "runbook-target-production-payments-api"
 
@@ -147,8 +148,6 @@ def test_different_targets_do_not_block_each_other(prefect_harness):
 
 
 def test_limit_is_created_when_missing_and_reused(prefect_harness):
-    from prefect.client.orchestration import get_client
-
     target = fresh_target()
     with get_client(sync_client=True) as client:
         names = {limit.name for limit in client.read_global_concurrency_limits(limit=200)}
@@ -173,7 +172,7 @@ def test_error_in_body_passes_through_and_releases(prefect_harness):
 
 
 def test_loosened_limit_is_refused(prefect_harness):
-    from prefect.client.orchestration import get_client
+
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
     target = fresh_target()
@@ -225,9 +224,23 @@ def test_latest_record_overwrites(prefect_harness):
 
 
 def test_unreadable_record_fails_closed(prefect_harness):
-    from prefect.variables import Variable
+    from prefect.client.schemas.actions import ArtifactCreate
 
     target = fresh_target()
-    Variable.set(cooldown_variable_name(target), "not a record", overwrite=True)
+    with get_client(sync_client=True) as client:      # e.g. written by hand, without run and at
+        client.create_artifact(ArtifactCreate(key=cooldown_record_key(target), type="markdown",
+                                              data="not a record", metadata_={"note": "by hand"}))
     with pytest.raises(GuardRefused, match="unreadable"):
         check_cooldown(target, cooldown_seconds=300, now=T0)
+
+
+def test_every_change_is_kept_as_history(prefect_harness):
+    """Each record is a new version of the key: the UI shows the target's changes, newest first."""
+    target = fresh_target()
+    record_change(target, run="first", at=T0)
+    record_change(target, run="second", at=T0 + dt.timedelta(minutes=10))
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    with get_client(sync_client=True) as client:
+        versions = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[cooldown_record_key(target)])))
+    assert sorted(v.metadata_["run"] for v in versions) == ["first", "second"]

@@ -10,6 +10,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+from prefect.logging.handlers import APILogHandler
 
 from flows.rollback import emergency_rollback
 from sandbox.server import DEMO_MANIFESTS
@@ -209,6 +210,7 @@ def test_no_token_reaches_logs_or_artifacts(tmp_path, monkeypatch):
                                    return_state=True)
         assert state.is_completed()
         run_id = state.state_details.flow_run_id
+        APILogHandler().flush()   # run logs are shipped in the background; wait for them
         with get_client(sync_client=True) as prefect:
             logs = prefect.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
             artifacts = prefect.read_artifacts(
