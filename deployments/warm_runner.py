@@ -6,7 +6,8 @@ triggers), polls for scheduled runs every `poll_seconds`, claims each the way Pr
 (proposing Pending, which the server grants to one claimant only), and runs it in a process forked from
 a multiprocessing fork server that imported Prefect and every runbook once (deployments/warm_worker.py).
 Each run still gets its own process: a crash or a leak in one run cannot touch another. Cancelling a run
-from the UI terminates its process, as with `serve()`.
+from the UI terminates its process, as with `serve()`; stopping the runner ends every run it holds in a
+final state (see `shutdown`).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from .serve import ROOT, declared_deployments, runner_deployments
 log = logging.getLogger("runbooks.runner")
 HEARTBEAT_SECONDS = 10.0   # how often the deployments are marked ready (a server-side write)
 API_ERROR_BACKOFF_SECONDS = 5.0
+SHUTDOWN_GRACE_SECONDS = 15.0   # a run in progress may finish this long after a stop is asked for
 
 
 @dataclass
@@ -173,10 +175,48 @@ class WarmRunner:
             client.set_flow_run_state(run.id, Cancelled(message="cancelled by request"), force=True)
 
     def shutdown(self) -> None:
+        """Stop serving without leaving a run that looks alive but has no process.
+
+        A run waiting at its approval gate has changed nothing yet: it ends Cancelled at once (approving
+        it later would otherwise "resume" a run nobody executes). A run in progress gets up to
+        SHUTDOWN_GRACE_SECONDS to finish its procedure and verification; if it has not, it is
+        terminated and ends Crashed, saying where to look.
+        """
         self.stop.set()
-        busy = list(self.busy.values())
-        for worker in busy:
-            if worker.running():
-                worker.process.terminate()
-        for worker in busy:
-            worker.stop(grace=15)
+        live = {run_id: proc for run_id, proc in self.busy.items() if proc.running()}
+        if not live:
+            return
+        with get_client(sync_client=True) as client:
+            paused = [run_id for run_id in live if self._is_paused(client, run_id)]
+            for run_id in paused:
+                live.pop(run_id).stop()
+                self._end(client, run_id, Cancelled(message=(
+                    "the runbook server stopped while this run waited for approval; nothing was changed. "
+                    "Start the runbook again if it is still needed.")))
+            deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+            if live:
+                log.info("waiting up to %.0fs for %d run(s) in progress", SHUTDOWN_GRACE_SECONDS, len(live))
+            for proc in live.values():
+                proc.process.join(max(0.0, deadline - time.monotonic()))
+            for run_id, proc in live.items():
+                if proc.running():
+                    proc.stop()
+                    self._end(client, run_id, Crashed(message=(
+                        "the runbook server stopped during this run; its last logged step and its report "
+                        "say what was changed. Check the target before starting it again.")))
+
+    @staticmethod
+    def _is_paused(client, run_id: UUID) -> bool:
+        try:
+            state = client.read_flow_run(run_id).state
+        except Exception:                               # the API is gone: treat the run as in progress
+            return False
+        return bool(state and state.is_paused())
+
+    @staticmethod
+    def _end(client, run_id: UUID, state) -> None:
+        try:
+            client.set_flow_run_state(run_id, state, force=True)
+            log.info("run %s ended %s: %s", run_id, state.type.value, state.message)
+        except Exception as exc:                        # say so: the UI will show the run as still active
+            log.error("could not mark run %s %s (%s); mark it in the UI", run_id, state.type.value, exc)

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+STOP_SECONDS = {"serve": 40}    # the runner lets runs in progress finish (up to 15 s) before it exits
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -59,16 +60,18 @@ class Supervisor:
         return "\n".join(text[-lines:])
 
     def shutdown(self) -> None:
+        """Stop the children one at a time, last started first: the runner then stops while the Prefect
+        server and the sandbox are still up, so it can let runs finish and record how each one ended."""
         for name, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for name, proc in reversed(self.children):
+            if proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=STOP_SECONDS.get(name, 20))
             except subprocess.TimeoutExpired:
                 print(f"up: {name} did not stop in time; killing it", flush=True)
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def wait_until(self, what: str, ready, timeout: float) -> None:
         deadline = time.monotonic() + timeout

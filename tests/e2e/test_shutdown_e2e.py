@@ -1,0 +1,42 @@
+"""Stopping `make run` while a run waits at its approval gate ends that run Cancelled, changing nothing.
+
+Otherwise the run would stay Paused with no process behind it, and approving it later would "resume"
+a rollback that nobody executes.
+"""
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import httpx
+import pytest
+
+from .stack import start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+
+
+def test_stopping_the_stack_cancels_a_run_waiting_for_approval(tmp_path):
+    stack = start_stack(tmp_path)
+    try:
+        since = time.time()
+        deployment = httpx.get(f"{stack.api_url}/deployments/name/emergency-rollback/emergency-rollback").json()
+        created = httpx.post(f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run", timeout=10, json={
+            "parameters": {"service": "checkout-web", "environment": "production", "target_revision": 1,
+                           "reason": "shutdown test", "requested_by": "pytest"}})
+        run_id = created.json()["id"]
+        deadline = time.monotonic() + 90
+        while httpx.get(f"{stack.api_url}/flow_runs/{run_id}", timeout=10).json()["state_type"] != "PAUSED":
+            assert time.monotonic() < deadline, stack.log("serve")[-3000:]
+            time.sleep(0.5)
+        requests = httpx.get(f"{stack.env()['SANDBOX_URL']}/_sandbox/requests", params={"since": since}).json()
+        assert requests["requests"], "the run read the cluster"
+        assert [r for r in requests["requests"] if r["is_write"]] == [], "nothing is written before the gate"
+    finally:
+        assert stop_stack(stack) == 0, stack.log("serve")[-3000:]
+
+    assert f"run {run_id} ended CANCELLED" in stack.log("serve")
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:        # the server has stopped
+        state, message = db.execute("SELECT s.type, s.message FROM flow_run r JOIN flow_run_state s "
+                                    "ON s.id = r.state_id WHERE r.id = ?", (run_id,)).fetchone()
+    assert state == "CANCELLED" and "nothing was changed" in message
