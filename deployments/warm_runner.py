@@ -60,8 +60,7 @@ class WarmRunner:
         self.poll_seconds = poll_seconds
         self.limit = limit
         self.stop = threading.Event()
-        self.deployment_ids: list[UUID] = []
-        self.entrypoints: dict[UUID, str] = {}       # deployment id -> prefect.yaml entrypoint
+        self.entrypoints: dict[UUID, str] = {}       # served deployment id -> prefect.yaml entrypoint
         self.busy: dict[UUID, RunProcess] = {}
         self._last_heartbeat = 0.0
         self.context = multiprocessing.get_context("forkserver")
@@ -92,7 +91,6 @@ class WarmRunner:
     def register(self) -> None:
         for entry, deployment in zip(declared_deployments(), runner_deployments()):
             deployment_id = deployment.apply()
-            self.deployment_ids.append(deployment_id)
             self.entrypoints[deployment_id] = entry["entrypoint"]
             log.info("serving deployment %s/%s", deployment.flow_name, deployment.name)
 
@@ -140,9 +138,9 @@ class WarmRunner:
         if now.timestamp() - self._last_heartbeat > HEARTBEAT_SECONDS:
             self._last_heartbeat = now.timestamp()
             return client.get_scheduled_flow_runs_for_deployments(
-                deployment_ids=self.deployment_ids, scheduled_before=now + dt.timedelta(seconds=1))
+                deployment_ids=list(self.entrypoints), scheduled_before=now + dt.timedelta(seconds=1))
         return client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=self.deployment_ids)),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(self.entrypoints))),
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
                 next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(

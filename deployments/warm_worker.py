@@ -12,10 +12,10 @@ import importlib
 import os
 import runpy
 import sys
-from pathlib import Path
 from uuid import UUID
 
-ROOT = Path(__file__).resolve().parent.parent
+from .serve import ROOT, declared_deployments
+
 ENGINE_MODULES = [
     "prefect.engine", "prefect.flow_engine", "prefect.task_engine", "prefect._internal.observers",
     "prefect._internal.metrics", "prefect._internal.control_listener", "prefect.client.orchestration",
@@ -31,7 +31,6 @@ def flow_module(entrypoint: str) -> tuple[str, str]:
 
 def preload_modules() -> list[str]:
     """What the fork server imports once: Prefect's engine and every runbook in prefect.yaml."""
-    from deployments.serve import declared_deployments
     return ENGINE_MODULES + sorted({flow_module(d["entrypoint"])[0] for d in declared_deployments()})
 
 

@@ -16,6 +16,7 @@ import logging
 import re
 from contextlib import ExitStack, contextmanager
 from typing import Iterator
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, GlobalConcurrencyLimitCreate
@@ -127,10 +128,8 @@ def _slot(name: str, target: Target, wait_seconds: float) -> Iterator[None]:
 
 
 def _lease_holder() -> ConcurrencyLeaseHolder | None:
-    ctx = FlowRunContext.get()
-    if ctx is None or ctx.flow_run is None:
-        return None
-    return ConcurrencyLeaseHolder(type="flow_run", id=ctx.flow_run.id)
+    run_id = _current_flow_run_id()
+    return ConcurrencyLeaseHolder(type="flow_run", id=run_id) if run_id else None
 
 
 # --- cooldown ------------------------------------------------------------------------------------
@@ -182,18 +181,23 @@ def record_change(target: Target, *, run: str, at: dt.datetime) -> None:
     while another writer commits (a 503, then Prefect's client waits 2 s to retry).
     """
     at_text = _as_utc(at).isoformat()
-    ctx = FlowRunContext.get()
     with get_client(sync_client=True) as client:
         client.create_artifact(ArtifactCreate(
             key=cooldown_record_key(target), type="markdown",
             data=f"`{target.key}` was changed by run `{run}` at {at_text}.",
             description=f"Completed changes on {target.key}; the runbooks' cooldown guard reads the newest.",
             metadata_={"run": run, "at": at_text},
-            flow_run_id=ctx.flow_run.id if ctx and ctx.flow_run else None))
+            flow_run_id=_current_flow_run_id()))
     _logger().info("recorded change on %s by run %s at %s", target.key, run, at_text)
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+def _current_flow_run_id() -> UUID | None:
+    """The flow run this code runs in, if any (the guards also work outside a flow, e.g. in tests)."""
+    ctx = FlowRunContext.get()
+    return ctx.flow_run.id if ctx is not None and ctx.flow_run is not None else None
+
 
 def _sanitise(key: str) -> str:
     """Fit a target key into both naming rules: limits ban `/%&><`, artifact keys allow `[a-z0-9-]`."""

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -82,3 +84,28 @@ def stop_stack(stack: Stack) -> int:
             os.killpg(stack.process.pid, signal.SIGKILL)
             stack.process.wait()
     return stack.process.returncode
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll `predicate` until it returns something truthy (returned), or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def gated_rollback_run(stack: Stack, *, reason: str) -> str:
+    """Start a production rollback of checkout-web to revision 1 and wait until it pauses at its approval
+    gate (before any write). Returns the flow run id."""
+    deployment = httpx.get(f"{stack.api_url}/deployments/name/emergency-rollback/emergency-rollback").json()
+    created = httpx.post(f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run", timeout=10, json={
+        "parameters": {"service": "checkout-web", "environment": "production", "target_revision": 1,
+                       "reason": reason, "requested_by": "pytest"}})
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    wait_for(lambda: httpx.get(f"{stack.api_url}/flow_runs/{run_id}", timeout=10).json()["state_type"] == "PAUSED",
+             90, "the run to pause at its approval gate")
+    return run_id

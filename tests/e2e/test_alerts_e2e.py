@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from .stack import Stack, free_port, start_stack, stop_stack
+from .stack import Stack, free_port, gated_rollback_run, start_stack, stop_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 ALERTMANAGER = shutil.which("prometheus-alertmanager")
@@ -85,16 +85,6 @@ def rollback_runs(stack: Stack) -> list[dict]:
     body = {"deployments": {"id": {"any_": [deployment["id"]]}}, "sort": "EXPECTED_START_TIME_ASC"}
     runs = httpx.post(f"{stack.api_url}/flow_runs/filter", json=body, timeout=10).json()
     return [r for r in runs if "auto-scheduled" not in r["tags"]]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_alertmanager_alert_starts_rollback_then_resolved_and_duplicate_start_nothing(stack, alertmanager):
@@ -178,14 +168,8 @@ def test_cancelling_a_paused_run_terminates_its_process_and_changes_nothing(stac
     """What the UI's Cancel does: the run's process is terminated and the run ends Cancelled."""
     apps = client.AppsV1Api(config.new_client_from_config(config_file=stack.env()["KUBECONFIG"]))
     before = apps.read_namespaced_deployment("checkout-web", "checkout")
-    deployment = httpx.get(f"{stack.api_url}/deployments/name/emergency-rollback/emergency-rollback").json()
-    created = httpx.post(f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run", timeout=10, json={
-        "parameters": {"service": "checkout-web", "environment": "production", "target_revision": 1,
-                       "reason": "cancellation test", "requested_by": "pytest"}})
-    assert created.status_code == 201, created.text
-    run_id = created.json()["id"]
+    run_id = gated_rollback_run(stack, reason="cancellation test")
     read = lambda: httpx.get(f"{stack.api_url}/flow_runs/{run_id}", timeout=10).json()  # noqa: E731
-    wait_for(lambda: read()["state_type"] == "PAUSED", 90, "the run to pause at its approval gate")
     started = wait_for(lambda: re.search(rf"run {run_id} started in process (\d+)", stack.log("serve")), 10,
                        "the runner to log the run's process")
     pid = int(started.group(1))

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from .stack import start_stack, stop_stack
+from .stack import gated_rollback_run, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -20,15 +20,7 @@ def test_stopping_the_stack_cancels_a_run_waiting_for_approval(tmp_path):
     stack = start_stack(tmp_path)
     try:
         since = time.time()
-        deployment = httpx.get(f"{stack.api_url}/deployments/name/emergency-rollback/emergency-rollback").json()
-        created = httpx.post(f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run", timeout=10, json={
-            "parameters": {"service": "checkout-web", "environment": "production", "target_revision": 1,
-                           "reason": "shutdown test", "requested_by": "pytest"}})
-        run_id = created.json()["id"]
-        deadline = time.monotonic() + 90
-        while httpx.get(f"{stack.api_url}/flow_runs/{run_id}", timeout=10).json()["state_type"] != "PAUSED":
-            assert time.monotonic() < deadline, stack.log("serve")[-3000:]
-            time.sleep(0.5)
+        run_id = gated_rollback_run(stack, reason="shutdown test")
         requests = httpx.get(f"{stack.env()['SANDBOX_URL']}/_sandbox/requests", params={"since": since}).json()
         assert requests["requests"], "the run read the cluster"
         assert [r for r in requests["requests"] if r["is_write"]] == [], "nothing is written before the gate"
