@@ -1,192 +1,136 @@
 """Runbook: Emergency Rollback. Quickly revert a service to a known-good state.
 
-Purpose: a release is failing (crash loops, a stuck rollout, an alert). Restore the previous revision's
-pod template the way `kubectl rollout undo` does, prove the service is healthy again, and leave a report.
+Purpose: a release is failing (crash loops, a stuck rollout, errors after a deploy, an alert). Restore an
+earlier revision's pod template the way `kubectl rollout undo` does, prove the service is healthy again,
+and leave a report.
 Approval required: the environment's policy (the on-call lead in production; never the requester).
 Estimated time: 5 to 15 minutes by hand; about a minute as a runbook.
 Prerequisites: the service is in the catalog; its Deployment exists and has an earlier revision; no change
 freeze is in force (or an emergency override with a reason is given); no other run is changing it; no
 change was made to it within the environment's cooldown.
 Blast radius: one Deployment in one namespace.
-Procedure: preflight (read the Deployment, its ReplicaSets and pods; check the guards), plan (from revision
-N to revision M, what `kubectl rollout undo` would do; a dry run stops here with zero writes), approval
-gate, then one JSON patch that restores revision M's template and annotations, guarded by a `test` of the
-template the plan was made from. A healthy current revision with no target revision changes nothing: an
-alert that fires twice must not undo the fix.
+Procedure: preflight (read the Deployment, its ReplicaSets and pods; check the guards), plan (which
+revision is bad and which to restore; a dry run stops here with zero writes), approval gate, then one
+JSON patch that restores the chosen revision's template and annotations, guarded by a `test` of the
+template the plan was made from. The decision rests on evidence, not on pod health: a run started by
+hand rolls back the current revision even when its pods look healthy (the gate shows that they do),
+unless the current revision is itself the result of a rollback (then it changes nothing and says so;
+`target_revision` goes further back). A run started by an alert treats the revision that was current
+when the alert began firing as the bad one, and changes nothing when a newer revision has rolled out
+since. No run ever rolls back to a revision that a rollback rolled away from.
 Verification: the rollout completes (the rule `kubectl rollout status` uses, watched, with a deadline),
 every pod is Ready and runs the restored images, and the health URL answers 2xx when one is configured.
-Rollback: it never rolls forward to the bad release. If verification fails the run fails, and its report
-says what state the service is in and what to do next.
-Post-incident: the run report (trigger, requester, approvals, plan, before/after, evidence, timeline) is a
-Prefect artifact; the environment's notification channels are told of gates, escalations and outcomes.
+Rollback: none by design: undoing a rollback would roll forward to the release it replaced. If
+verification fails the run fails, and its report says what state the service is in and what to do next.
+Post-incident: the run report (trigger, requester, approvals, plan, changes, before/after, evidence,
+timeline) is a Prefect artifact; the environment's channels are told of gates, escalations and outcomes.
 """
 from __future__ import annotations
 
-import datetime as dt
-
 from kubernetes.client import AppsV1Api, CoreV1Api
-from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 
-from tasks.approval import request_approval
-from tasks.catalog import load_catalog
-from tasks.clients import kubernetes_client
-from tasks.errors import ApprovalRejected, GuardRefused, RunbookError, VerificationFailed
-from tasks.guards import check_cooldown, check_freeze, record_change, target_lock
-from tasks.kubernetes.deployments import list_replica_sets, patch_deployment_template, read_deployment
-from tasks.kubernetes.pods import list_events, list_pods
-from tasks.models import RunRecord, Target, Trigger
-from tasks.redaction import install_redaction
-from tasks.report import notify, publish_report
-from tasks.rollback_plan import RUNBOOK, plan_rollback
+from flows.kernel import Runbook, runbook_flow
+from plans.kubernetes import DeploymentState, describe_images, readiness_by_revision
+from plans.record import Check, RunRecord
+from plans.rollback import RUNBOOK, RollbackDecision, plan_rollback
+from plans.targets import DeploymentTarget
+from plans.trigger import AlertContext
+from tasks.errors import PermanentError
+from tasks.kubernetes.deployments import (list_replica_sets, patch_deployment_template, read_deployment,
+                                          read_replica_set_owner)
+from tasks.kubernetes.pods import list_events, list_pods, read_pod
 from tasks.verification import count_ready_pods, deployment_rollout_complete, health_url_answers
 
-LOCK_WAIT_SECONDS = 30
+NO_UNDO = "a rollback is never undone: that would roll forward to the release it replaced"
 
 
-@flow(name=RUNBOOK, description="Emergency Rollback: quickly revert a service to a known-good state.")
-def emergency_rollback(
-    service: str,
-    environment: str = "production",
-    reason: str = "",
-    requested_by: str = "",
-    target_revision: int | None = None,
-    dry_run: bool = False,
-    emergency_override: str | None = None,
-    alert: str = "",
-) -> RunRecord:
-    """Emergency Rollback: restore the previous known-good revision of a service, verified and reported.
+@runbook_flow(name=RUNBOOK, description="Emergency Rollback: quickly revert a service to a known-good state.")
+def emergency_rollback(environment: str, service: str, requested_by: str, reason: str = "",
+                       target_revision: int | None = None, dry_run: bool = False,
+                       emergency_override: str | None = None, pod: str = "",
+                       alert: AlertContext | None = None) -> RunRecord:
+    """Emergency Rollback: restore an earlier known-good revision of a service, verified and reported.
 
     Args:
+        environment: Environment from the catalog (production, staging, ...). Required: there is no default.
         service: Service name from the catalog, e.g. payments-api.
-        environment: Environment from the catalog (production, staging, ...).
+        requested_by: Who asks for this run (your name). They may not approve it themselves.
         reason: Why roll back: the incident, alert or ticket.
-        requested_by: Who asks for this run. They may not approve it themselves.
-        target_revision: Revision to restore. Default: the one before the current revision.
+        target_revision: Revision to restore. Default: the newest earlier revision not rolled back from.
         dry_run: Plan only: publish the plan and change nothing.
         emergency_override: A reason to proceed inside a change freeze; it is recorded in the report.
-        alert: The alert that started the run; set by the alert receiver's rules, leave empty by hand.
+        pod: A pod of the service named by an alert; the run checks it belongs to the service's Deployment.
+        alert: The alert that started the run; set by the alert receiver, leave empty by hand.
     """
-    install_redaction()
-    log = get_run_logger()
-    log.info("%s started for %s/%s", RUNBOOK, environment, service)
-    record = RunRecord(runbook=RUNBOOK, requested_by=requested_by or "unknown", reason=reason, trigger=_trigger(alert),
-                       dry_run=dry_run, emergency_override=emergency_override)
-    env = None
-    try:
-        # 1. Preflight (read-only): resolve the target, check the guards.
-        catalog = load_catalog()
-        env = catalog.environment(environment)
-        svc = catalog.service(environment, service)
-        target = Target(environment=environment, service=service, namespace=svc.namespace,
-                        deployment=svc.deployment)
-        record.target = target
-        api = kubernetes_client(env)
-        apps, core = AppsV1Api(api), CoreV1Api(api)
-        override_note = check_freeze(environment, env, now=dt.datetime.now(dt.timezone.utc),
-                                     emergency_override=emergency_override)
-        if override_note:
-            record.note("preflight", override_note)
-        with target_lock(target, wait_seconds=LOCK_WAIT_SECONDS, holder=str(flow_run.id)):
-            if not dry_run:
-                check_cooldown(target, cooldown_seconds=env.cooldown_seconds, now=dt.datetime.now(dt.timezone.utc))
-            state = read_deployment(apps, namespace=target.namespace, name=target.deployment)
-            revisions = list_replica_sets(apps, namespace=target.namespace, deployment=state)
-            pods = list_pods(core, namespace=target.namespace, selector=state.selector)
-            record.before = {"revision": state.revision, "images": state.images,
-                             "available": f"{state.available_replicas}/{state.replicas}",
-                             "pods": [f"{p.name} {p.waiting_reason or p.phase} restarts={p.restarts}" for p in pods]}
-            record.note("preflight", f"{target.key}: revision {state.revision}, "
-                                     f"{state.available_replicas}/{state.replicas} available")
+    with Runbook(RUNBOOK, environment=environment, requested_by=requested_by, reason=reason, dry_run=dry_run,
+                 emergency_override=emergency_override, alert=alert) as run:
+        # 1. Preflight (read-only): the guards, then the Deployment, its revisions and its pods.
+        target = run.guard(run.catalog.deployment_target(environment, service))
+        apps, core = AppsV1Api(run.kubernetes), CoreV1Api(run.kubernetes)
+        if pod:
+            _check_pod_belongs(run, apps, core, target, pod)
+        state = read_deployment(apps, namespace=target.namespace, name=target.deployment)
+        revisions = list_replica_sets(apps, namespace=target.namespace, deployment=state)
+        pods = list_pods(core, namespace=target.namespace, selector=state.selector)
+        run.before({"revision": state.revision, "images": state.images, "pods": readiness_by_revision(revisions, pods)},
+                   f"revision {state.revision}, {state.available_replicas}/{state.replicas} available")
 
-            # 2. Plan. A dry run ends here, with zero write calls.
-            decision = plan_rollback(target, state, revisions, target_revision, rehearse=dry_run)
-            record.plan = decision.plan
-            record.note("plan", decision.plan.summary)
-            log.info("plan %s: %s", decision.plan.digest, decision.plan.summary)
-            if decision.plan.is_noop or dry_run:
-                record.outcome = "no-op" if decision.plan.is_noop else "dry-run"
-                return _finish(record, env)
+        # 2. Plan: which revision is bad and which to restore. A dry run or a no-op ends here.
+        decision = plan_rollback(target, state, revisions, pods, target_revision=target_revision, trigger=run.record.trigger)
+        if run.stop_after_plan(decision.plan):
+            return run.record
 
-            # 3. Approval gate.
-            record.approvals = request_approval(decision.plan, policy=env.approval, requested_by=requested_by,
-                                                on_event=lambda event, text: notify(
-                                                    env, event, text, subject=f"{RUNBOOK} {target.key}"))
-            record.note("approval", ", ".join(f"{a.decision} by {a.approver}" for a in record.approvals))
+        # 3. Approval gate: the plan, with the evidence it rests on.
+        run.approve()
 
-            # 4. Procedure: restore the chosen revision's template (idempotent, guarded by the plan).
-            change = patch_deployment_template(apps, namespace=target.namespace, name=target.deployment,
-                                               expected_template=state.template, template=decision.template,
-                                               annotations=decision.annotations)
-            record.note("procedure", "pod template restored" if change.changed else "template already in place")
+        # 4. Procedure: restore the chosen revision's template, guarded by the one the plan was made from.
+        run.apply(decision.plan.changes[0], lambda: patch_deployment_template(
+            apps, namespace=target.namespace, name=target.deployment, expected_template=state.template,
+            template=decision.template, annotations=decision.annotations), no_undo=NO_UNDO)
 
-            # 5. Verification: watch the rollout, then count Ready pods and ask the health URL.
-            checks = [deployment_rollout_complete(apps, namespace=target.namespace, name=target.deployment,
-                                                  timeout_seconds=env.verify_timeout_seconds)]
-            if checks[0].passed:
-                checks.append(count_ready_pods(core, namespace=target.namespace, selector=state.selector,
-                                               expected=state.replicas, images=decision.to_revision.images))
-                if svc.health_url:
-                    checks.append(health_url_answers(svc.health_url, timeout_seconds=60))
-            record.evidence = [f"{'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}" for c in checks]
-            record.note("verification", "passed" if all(c.passed for c in checks) else "failed")
-            after = read_deployment(apps, namespace=target.namespace, name=target.deployment)
-            record.after = {"revision": after.revision, "images": after.images,
-                            "available": f"{after.available_replicas}/{after.replicas}"}
-
-            # A change was made: start the target's cooldown (after verification, so it never delays it).
-            if change.changed:
-                record_change(target, run=str(flow_run.id), at=dt.datetime.now(dt.timezone.utc))
-
-            # 6. If verification fails: never roll forward to the bad release; say what to do next.
-            if not all(c.passed for c in checks):
-                events = list_events(core, namespace=target.namespace,
-                                     names=[target.deployment] + [p.name for p in pods])
-                record.evidence += [f"event {e.type} {e.reason} {e.object}: {e.message}" for e in events[-5:]]
-                record.outcome = "failed"
-                record.next_steps = _next_steps(target, after.revision, decision.to_revision.revision)
-                raise VerificationFailed("; ".join(c.detail for c in checks if not c.passed))
-            record.outcome = "succeeded"
-            return _finish(record, env)
-    except (ApprovalRejected, GuardRefused) as exc:
-        record.outcome = "rejected" if isinstance(exc, ApprovalRejected) else "refused"
-        record.note("stopped", str(exc))
-        _finish(record, env)
-        raise
-    except RunbookError as exc:
-        if record.outcome != "failed":
-            record.outcome = "failed"
-        record.note("failed", str(exc))
-        _finish(record, env)
-        raise
+        # 5. Verification: watch the rollout, then count Ready pods and ask the health URL.
+        health_url = run.catalog.service(environment, service).health_url
+        run.verify(lambda: _checks(run, apps, core, target, decision, state, health_url),
+                   explain=lambda: _next_steps(run, core, target, decision, [p.name for p in pods]))
+        after = read_deployment(apps, namespace=target.namespace, name=target.deployment)
+        run.after({"revision": after.revision, "images": after.images})
+    return run.record
 
 
-def _trigger(alert: str) -> Trigger:
-    """Alert rules pass the alert; Prefect tags runs its schedules create with `auto-scheduled`."""
-    if alert:
-        return Trigger(kind="alert", detail=alert)
-    if "auto-scheduled" in (flow_run.tags or []):
-        return Trigger(kind="schedule", detail=f"scheduled run {flow_run.name}")
-    return Trigger(kind="manual", detail="Prefect UI, CLI or API")
+def _check_pod_belongs(run: Runbook, apps: AppsV1Api, core: CoreV1Api, target: DeploymentTarget, name: str) -> None:
+    """The alert named a pod: it must be one of this service's (pod -> ReplicaSet -> Deployment)."""
+    found = read_pod(core, namespace=target.namespace, name=name)
+    if found is None:
+        run.record.note("preflight", f"pod {name} named by the alert is gone (replaced); acting on {target.resource}")
+        return
+    owner = read_replica_set_owner(apps, namespace=target.namespace, name=found.owner) if found.owner else None
+    if owner != target.deployment:
+        raise PermanentError(f"pod {target.namespace}/{name} belongs to {f'deployment {owner}' if owner else 'no Deployment'}, "
+                             f"not to {target.resource} of service {target.service}; nothing was changed")
 
 
-def _finish(record: RunRecord, env) -> RunRecord:
-    """7. Post-incident: the report as an artifact, a notification, and the record returned."""
-    record.note("report", f"outcome: {record.outcome}")
-    publish_report(record)
-    if env is not None:
-        event = "failure" if record.outcome in ("failed", "refused") else "success"
-        target = record.target.key if record.target else "?"
-        notify(env, event, f"{RUNBOOK} on {target}: {record.outcome}", subject=f"{RUNBOOK} {target}")
-    return record
+def _checks(run: Runbook, apps: AppsV1Api, core: CoreV1Api, target: DeploymentTarget, decision: RollbackDecision,
+            state: DeploymentState, health_url: str | None) -> list[Check]:
+    checks = [deployment_rollout_complete(apps, namespace=target.namespace, name=target.deployment,
+                                          timeout_seconds=run.environment.verify_timeout_seconds)]
+    if checks[0].passed:
+        checks.append(count_ready_pods(core, namespace=target.namespace, selector=state.selector,
+                                       expected=state.replicas, images=decision.to_revision.images))
+        if health_url:
+            checks.append(health_url_answers(health_url, timeout_seconds=60))
+    return checks
 
 
-def _next_steps(target: Target, revision: int, restored: int) -> list[str]:
+def _next_steps(run: Runbook, core: CoreV1Api, target: DeploymentTarget, decision: RollbackDecision,
+                pods: list[str]) -> list[str]:
+    events = list_events(core, namespace=target.namespace, names=[target.deployment, *pods])
+    run.evidence(*[f"event {e.type} {e.reason} {e.object}: {e.message}" for e in events[-5:]])
     ns, name = target.namespace, target.deployment
-    return [f"The Deployment now runs revision {revision} (the template of revision {restored}); it was not "
-            "rolled forward to the bad release.",
+    restored = decision.to_revision
+    return [f"The Deployment now runs the template of revision {restored.revision} "
+            f"({describe_images(restored.images)}); it was not rolled forward to the release it replaced.",
             f"Inspect: kubectl -n {ns} rollout status deploy/{name}; kubectl -n {ns} get pods; "
             f"kubectl -n {ns} describe deploy/{name}",
-            "If the known-good revision is failing too, the cause is probably outside the release "
-            "(config, dependencies, nodes): escalate to the service owner.",
-            "Run again with target_revision=N to choose an older revision."]
+            "If the restored revision is failing too, the cause is probably outside the release (config, "
+            "dependencies, nodes): escalate to the service owner; a second rollback to an older revision needs "
+            "target_revision and is not the default."]

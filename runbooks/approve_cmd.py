@@ -22,7 +22,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run_approve(args: argparse.Namespace) -> int:
     import httpx
-    from tasks.approval import answer_gate      # imports Prefect: only when this command runs
+    from tasks.gate_answer import answer_gate      # imports Prefect: only when this command runs
 
     if not args.verbose:        # the CLI logs at INFO; httpx would print every API request there
         logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -7,31 +7,30 @@ they hold whether the answer came from the Prefect UI form, `runbooks approve`, 
 """
 from __future__ import annotations
 
-import datetime as dt
 import math
-import re
 import time
 import uuid
 from typing import Annotated, Callable, Literal
-from uuid import UUID
 
 from prefect import get_client, get_run_logger
 from prefect.context import FlowRunContext
-from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
-from prefect.flow_runs import pause_flow_run, resume_flow_run
-from prefect.input import RunInput, keyset_from_paused_state, read_flow_run_input
-from prefect.settings import PREFECT_API_URL
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput, create_flow_run_input, keyset_from_paused_state
 from prefect.states import Paused, Running
 from pydantic import Field, StringConstraints, ValidationError
 
+from plans.names import identity, same_person
+from plans.plan import Plan
+from plans.record import Approval
+
 from .catalog import ApprovalPolicy
-from .errors import ApprovalRejected
-from .models import Approval, Plan
+from .errors import ApprovalRejected, ApprovalTimedOut
 
 EventSink = Callable[[str, str], None]
 POLL_SECONDS = 1          # Prefect's default is 10 s: an approver would wait that long for the run to move
 _NEEDED = {"one": 1, "two": 2}
-_DIGEST_LINE = re.compile(r"Plan digest: `([0-9a-f]+)`")
+APPROVALS_KEY = "approvals-so-far"
 
 
 class ApprovalInput(RunInput):
@@ -43,11 +42,6 @@ class ApprovalInput(RunInput):
     reason: str = Field("", description="why; required by habit for rejections, shown in the run report")
     plan_digest: str = Field(
         description="the digest of the plan you reviewed; leave the pre-filled value unless you reviewed another")
-
-
-def same_person(a: str, b: str) -> bool:
-    """Names are typed by hand, so `Alice ` and `alice` are the same person."""
-    return a.strip().casefold() == b.strip().casefold()
 
 
 def request_approval(plan: Plan, *, policy: ApprovalPolicy, requested_by: str,
@@ -115,7 +109,7 @@ class _Gate:
         """Escalate once, then give up at the deadline: an unanswered gate must not hold a run forever."""
         now = time.monotonic()
         if now >= self.deadline:
-            raise ApprovalRejected(f"approval timed out after {self.policy.timeout_seconds} s; nothing was changed")
+            raise ApprovalTimedOut(f"approval timed out after {self.policy.timeout_seconds} s; nothing was changed")
         if self.escalate_at is not None and now >= self.escalate_at:
             self.escalate_at = None
             self._emit("escalation", f"Approval of plan {self.plan.digest} ({self._what()}) has waited "
@@ -165,13 +159,22 @@ class _Gate:
         if same_person(name, self.requested_by):
             self.logger.warning(f"{name} requested this run and may not approve it; another approver is needed")
             return
-        if name.casefold() in self.approvals:
+        if identity(name) in self.approvals:
             self.logger.warning(f"{name} has already approved; policy {self.policy.policy} needs "
                                 f"{self.needed} different approvers; another approver is needed")
             return
-        self.approvals[name.casefold()] = Approval(decision="approve", approver=name, reason=answer.reason,
+        self.approvals[identity(name)] = Approval(decision="approve", approver=name, reason=answer.reason,
                                                    plan_digest=answer.plan_digest)
         self.logger.info(f"{name} approved plan {self.plan.digest} ({len(self.approvals)} of {self.needed})")
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        """Who has approved so far, as a run input `runbooks approve` reads: a second approval by the same
+        person is refused there, before it is sent, instead of printing "approved" and not counting."""
+        create_flow_run_input(key=f"{APPROVALS_KEY}-{self.key_prefix}",
+                              value={"plan_digest": self.plan.digest,
+                                     "approvers": [a.approver for a in self.approvals.values()]},
+                              flow_run_id=self.run_id, _sync=True)
 
     def _description(self) -> str:
         """The markdown the Prefect UI shows above the form: the plan, then how to answer."""
@@ -187,97 +190,3 @@ class _Gate:
             f"From a shell: `runbooks approve {self.run_id} --as NAME [--reject --reason TEXT]`.",
             f"Unanswered, the run aborts with no change in {remaining} s.",
         ])
-
-
-def answer_gate(flow_run_id: UUID | str, *, approver: str, decision: Literal["approve", "reject"],
-                reason: str = "", plan_digest: str | None = None) -> str:
-    """Answer a run's approval gate from outside the run; return the plan digest answered for.
-
-    Answers the gate would not count (the requester approving, an answer for another plan) are refused
-    here, before anything is sent, so the person answering hears it now rather than in the run log.
-    The requester may still reject, as in the gate. `plan_digest` defaults to the plan the gate shows.
-
-    Raises:
-        ValueError: no such run, not paused, not waiting for an approval, refused, or the server refused.
-    """
-    run_id = _as_uuid(flow_run_id)
-    name = approver.strip()
-    if not name:
-        raise ValueError("approver name is empty: pass the name your team knows you by")
-    if decision not in ("approve", "reject"):
-        raise ValueError(f"decision must be 'approve' or 'reject', not {decision!r}")
-    with get_client(sync_client=True) as client:
-        run = _read_run(client, run_id)
-        keyset = _waiting_keyset(run)
-        requester = str(run.parameters.get("requested_by") or "")
-        if decision == "approve" and requester and same_person(name, requester):
-            raise ValueError(f"{name} requested run {run_id} and may not approve it; another approver is needed "
-                             f"(nothing was sent)")
-    gate_digest = _gate_digest(run_id, keyset)
-    if plan_digest and plan_digest != gate_digest:
-        raise ValueError(f"run {run_id} waits for approval of plan {gate_digest}, not {plan_digest}; review the "
-                         f"current plan and answer again (nothing was sent)")
-    answer = ApprovalInput(decision=decision, approver=name, reason=reason, plan_digest=gate_digest)
-    try:
-        resume_flow_run(run_id, run_input=answer.model_dump(mode="json"), _sync=True)
-    except (NotPausedError, FlowPauseTimeout) as exc:
-        raise ValueError(f"run {run_id} stopped waiting before the answer arrived ({exc}); check its state") from exc
-    except RuntimeError as exc:
-        raise ValueError(f"the Prefect server refused the answer for run {run_id}: {exc}") from exc
-    return gate_digest
-
-
-def _as_uuid(flow_run_id: UUID | str) -> UUID:
-    try:
-        return flow_run_id if isinstance(flow_run_id, UUID) else UUID(str(flow_run_id).strip())
-    except ValueError:
-        raise ValueError(f"{flow_run_id!r} is not a flow run id (a UUID)") from None
-
-
-def _read_run(client, run_id: UUID):
-    try:
-        return client.read_flow_run(run_id)
-    except ObjectNotFound:
-        where = PREFECT_API_URL.value() or "a temporary local server (PREFECT_API_URL is not set)"
-        raise ValueError(f"no flow run {run_id} at {where}") from None
-
-
-def _waiting_keyset(run) -> dict[str, str]:
-    """The input keys of the pause the run is in, if it is paused on a form and the pause is still open."""
-    state = run.state
-    if state is None or not state.is_paused():
-        raise ValueError(f"run {run.id} is not paused (it is {state.name if state else 'without a state'}); "
-                         f"there is no gate to answer")
-    keyset = state.state_details.run_input_keyset
-    if not keyset:
-        raise ValueError(f"run {run.id} is paused but not waiting for input; resume it in the Prefect UI instead")
-    expires = state.state_details.pause_timeout
-    if expires is not None and expires <= dt.datetime.now(dt.timezone.utc):
-        raise ValueError(f"run {run.id}'s pause has just expired; the gate re-opens within seconds unless it "
-                         f"timed out: try again")
-    return keyset
-
-
-def _gate_digest(run_id: UUID, keyset: dict[str, str]) -> str:
-    """The plan digest the gate waits on: the form's plan_digest default, else the description's digest line.
-
-    The schema is written just after the run enters Paused, so a fast caller may briefly find none.
-    """
-    schema = None
-    for _ in range(20):
-        schema = read_flow_run_input(keyset["schema"], flow_run_id=run_id, _sync=True)
-        if schema is not None:
-            break
-        time.sleep(0.25)
-    if schema is None:
-        raise ValueError(f"run {run_id} is paused but its form is not published yet; try again")
-    field = (schema.get("properties") or {}).get("plan_digest")
-    if field is None:
-        raise ValueError(f"run {run_id} is waiting for {schema.get('title', 'some')} input, not an approval")
-    if field.get("default"):
-        return str(field["default"])
-    description = read_flow_run_input(keyset["description"], flow_run_id=run_id, _sync=True) or ""
-    found = _DIGEST_LINE.search(str(description))
-    if not found:
-        raise ValueError(f"run {run_id}'s approval form does not say which plan it shows; pass --plan DIGEST")
-    return found.group(1)

@@ -1,7 +1,10 @@
-"""The estate: environments, their clusters, approval policies, freeze windows and services (catalog.yaml).
+"""The estate: environments, their clusters, approval policies, freeze windows and services.
 
-`RUNBOOKS_CATALOG` points at another file. Everything is validated on load, so a typo in the catalog is a
-clear error before any runbook touches a cluster.
+Which catalog is in use is always explicit: `RUNBOOKS_CATALOG` (or a command's `--catalog`) names it,
+every run prints and reports it, and nothing falls back to the repository's example `catalog.yaml`
+(which describes a real AKS estate). Everything is validated on load, so a typo in the catalog is a clear
+error before any runbook touches a cluster; so is a catalog in which two entries resolve to the same
+object with different approval policies or freeze windows (one would bypass the other's guards).
 """
 from __future__ import annotations
 
@@ -13,10 +16,12 @@ from typing import Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from plans.targets import DeploymentTarget
+
 from .errors import CatalogError, TargetNotFound
 
 M = TypeVar("M", bound=BaseModel)
-DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "catalog.yaml"
+EXAMPLE_CATALOG = Path(__file__).resolve().parent.parent / "catalog.yaml"
 
 
 class _Strict(BaseModel):
@@ -24,14 +29,33 @@ class _Strict(BaseModel):
 
 
 class KubeconfigCluster(_Strict):
-    """A cluster reached through a kubeconfig context (the sandbox, or `az aks get-credentials`)."""
+    """A cluster reached through a named kubeconfig context (the sandbox, or `az aks get-credentials`).
+
+    The context is required: "whatever context the shell had" is how a runbook hits the wrong cluster.
+    """
     kind: Literal["kubeconfig"] = "kubeconfig"
-    context: str | None = None
+    context: str = Field(min_length=1, description="the kubeconfig context to use; required")
     kubeconfig: str | None = Field(None, description="path; default: $KUBECONFIG or ~/.kube/config")
+
+    def path(self) -> Path:
+        return Path(self.kubeconfig or os.environ.get("KUBECONFIG") or Path.home() / ".kube" / "config").expanduser()
+
+    def identity(self) -> str:
+        """The API server URL of the context, when the kubeconfig can be read; else path#context."""
+        try:
+            config = yaml.safe_load(self.path().read_text()) or {}
+            context = next(c["context"] for c in config.get("contexts") or [] if c.get("name") == self.context)
+            cluster = next(c["cluster"] for c in config.get("clusters") or [] if c.get("name") == context["cluster"])
+            return str(cluster["server"]).rstrip("/")
+        except (OSError, yaml.YAMLError, StopIteration, KeyError, TypeError, AttributeError):
+            return f"kubeconfig:{self.path()}#{self.context}"
 
 
 class InClusterCluster(_Strict):
     kind: Literal["in-cluster"] = "in-cluster"
+
+    def identity(self) -> str:
+        return "in-cluster"
 
 
 class AksCluster(_Strict):
@@ -40,6 +64,11 @@ class AksCluster(_Strict):
     subscription_id: str
     resource_group: str
     name: str
+
+    def identity(self) -> str:
+        """The managed cluster's ARM resource id (case-insensitive in ARM, so lower-cased)."""
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/"
+                f"Microsoft.ContainerService/managedClusters/{self.name}").lower()
 
 
 Cluster = KubeconfigCluster | InClusterCluster | AksCluster
@@ -97,6 +126,27 @@ class Environment(_Strict):
 
 class Catalog(_Strict):
     environments: dict[str, Environment]
+    source: str = Field("", description="set by the loader: the file this catalog came from")
+
+    @model_validator(mode="after")
+    def _one_policy_per_object(self) -> "Catalog":
+        """Two entries for one Deployment must share approval policy and freeze windows."""
+        seen: dict[tuple[str, str, str], tuple[str, str, Environment]] = {}
+        for env_name, env in sorted(self.environments.items()):
+            cluster = env.cluster.identity()
+            for svc_name, svc in sorted(env.services.items()):
+                key = (cluster, svc.namespace, svc.deployment)
+                if key in seen:
+                    other_env, other_svc, other = seen[key]
+                    if (other.approval, other.freeze_windows) != (env.approval, env.freeze_windows):
+                        raise ValueError(
+                            f"{other_env}/{other_svc} and {env_name}/{svc_name} are the same Deployment "
+                            f"{svc.namespace}/{svc.deployment} on {cluster} with different approval policies or "
+                            "freeze windows; one would bypass the other's guards. Point them at different "
+                            "namespaces or clusters, or give them the same policy")
+                else:
+                    seen[key] = (env_name, svc_name, env)
+        return self
 
     def environment(self, name: str) -> Environment:
         if name not in self.environments:
@@ -110,9 +160,25 @@ class Catalog(_Strict):
             raise TargetNotFound(f"unknown service {name!r} in environment {environment!r}; allowed: {allowed}")
         return env.services[name]
 
+    def deployment_target(self, environment: str, service: str) -> DeploymentTarget:
+        """The catalog service as the object it names: cluster identity, namespace, Deployment."""
+        env, svc = self.environment(environment), self.service(environment, service)
+        return DeploymentTarget(environment=environment, cluster=env.cluster.identity(), service=service,
+                                namespace=svc.namespace, deployment=svc.deployment)
+
 
 def catalog_path(path: str | Path | None = None) -> Path:
-    return Path(path or os.environ.get("RUNBOOKS_CATALOG") or DEFAULT_CATALOG)
+    """The catalog named by `path` or `RUNBOOKS_CATALOG`; there is no silent default.
+
+    Raises:
+        CatalogError: neither names one.
+    """
+    chosen = path or os.environ.get("RUNBOOKS_CATALOG")
+    if not chosen:
+        raise CatalogError(f"no catalog: set RUNBOOKS_CATALOG (or pass --catalog) to the catalog of the estate to "
+                           f"act on; `make run` uses the sandbox's. {EXAMPLE_CATALOG.name} in the repository is an "
+                           "example of a real estate and is never used implicitly")
+    return Path(chosen).expanduser().resolve()
 
 
 def load_yaml_model(source: Path, model: type[M], error: type[Exception], what: str, hint: str) -> M:
@@ -131,5 +197,6 @@ def load_yaml_model(source: Path, model: type[M], error: type[Exception], what: 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
     """Load and validate the catalog; errors name the file and the field."""
-    return load_yaml_model(catalog_path(path), Catalog, CatalogError, "catalog",
-                           "set RUNBOOKS_CATALOG to point at one")
+    source = catalog_path(path)
+    catalog = load_yaml_model(source, Catalog, CatalogError, "catalog", "set RUNBOOKS_CATALOG to point at one")
+    return catalog.model_copy(update={"source": str(source)})

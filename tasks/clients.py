@@ -5,7 +5,6 @@ DefaultAzureCredential. Tokens found on the way are registered for log redaction
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
@@ -20,8 +19,7 @@ def kubernetes_client(environment: Environment, *, kubeconfig: str | Path | None
     """An ApiClient for the environment's cluster. `kubeconfig` overrides the catalog's path and $KUBECONFIG."""
     cluster = environment.cluster
     if isinstance(cluster, KubeconfigCluster):
-        path = kubeconfig or cluster.kubeconfig or os.environ.get("KUBECONFIG") or Path.home() / ".kube" / "config"
-        path = Path(path).expanduser()
+        path = Path(kubeconfig).expanduser() if kubeconfig else cluster.path()
         if not path.exists():
             raise CatalogError(f"kubeconfig not found: {path} (set KUBECONFIG or the catalog's cluster.kubeconfig)")
         config_dict = yaml.safe_load(path.read_text())

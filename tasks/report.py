@@ -27,13 +27,13 @@ import logging
 import re
 from typing import Any, get_args
 
-from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.notifications import (CustomWebhookNotificationBlock, MicrosoftTeamsWebhook,
                                           SlackWebhook)
 
+from plans.record import NotificationResult, RunRecord
+
 from .catalog import Environment, Notification
-from .models import RunRecord
 from .redaction import redact, register_secret
 
 NATIVE_BLOCKS: dict[str, type[NotificationBlock]] = {"slack": SlackWebhook, "teams": MicrosoftTeamsWebhook}
@@ -55,10 +55,14 @@ def _utc(moment: dt.datetime) -> str:
 
 
 def _header(record: RunRecord) -> list[str]:
-    target = f"{record.target.environment}/{record.target.service}" if record.target else "(no target)"
+    target = record.target.label if record.target else (record.environment or "(no target)")
     trigger = record.trigger.kind + (f": {record.trigger.detail}" if record.trigger.detail else "")
+    obj = f"{record.target.resource} on {record.target.cluster}" if record.target else "(not resolved)"
     return [f"# Runbook: {record.runbook} on {target}: {record.outcome}", "",
             f"**Outcome**: {record.outcome}  ",
+            f"**Run**: {record.run_id or '(none)'}  ",
+            f"**Target**: {obj}  ",
+            f"**Catalog**: {record.catalog or '(not loaded)'}  ",
             f"**Trigger**: {trigger}  ",
             f"**Requested by**: {record.requested_by}  ",
             f"**Reason**: {record.reason or '(none given)'}  ",
@@ -84,6 +88,22 @@ def _before_after(record: RunRecord) -> list[str]:
     return ["| key | before | after |", "|---|---|---|", *rows]
 
 
+def _steps(record: RunRecord) -> list[str]:
+    if not record.steps:
+        return ["No change was attempted."]
+    rows = [f"| {i} | {_cell(s.change.describe())} | {s.status} | "
+            f"{_cell(s.undo or ('none: ' + s.no_undo if s.no_undo else ''))} | {_cell(s.detail)} |"
+            for i, s in enumerate(record.steps, 1)]
+    return ["| step | change | status | undo | detail |", "|---|---|---|---|---|", *rows]
+
+
+def _notifications(record: RunRecord) -> list[str]:
+    if not record.notifications:
+        return ["None sent (no channel is subscribed to these events)."]
+    return [f"- {n.event} to {n.block}: {'delivered' if n.delivered else 'FAILED: ' + n.error}"
+            for n in record.notifications]
+
+
 def _timeline(record: RunRecord) -> list[str]:
     if not record.timeline:
         return ["No steps recorded."]
@@ -97,9 +117,11 @@ def render_report(record: RunRecord) -> str:
         _header(record),
         ["## Plan", "", record.plan.markdown() if record.plan else "No plan was made."],
         ["## Approvals", "", *_approvals(record)],
+        ["## Changes", "", *_steps(record)],
         ["## Before / After", "", *_before_after(record)],
         ["## Verification evidence", "", *([f"- {e}" for e in record.evidence] or ["No evidence recorded."])],
         ["## Timeline", "", *_timeline(record)],
+        ["## Notifications", "", *_notifications(record)],
     ]
     if record.next_steps:
         sections.append(["## Next steps", "", *[f"- [ ] {s}" for s in record.next_steps]])
@@ -109,21 +131,33 @@ def render_report(record: RunRecord) -> str:
 # --- publishing ------------------------------------------------------------------------------
 
 def artifact_key(record: RunRecord) -> str:
-    """`runbook-<runbook>-<service>`: Prefect keys allow only lowercase letters, digits and dashes."""
-    parts = ["runbook", record.runbook] + ([record.target.service] if record.target else [])
-    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())).strip("-")
+    """`runbook-report-<runbook>-<target>`: Prefect keys allow only lowercase letters, digits and dashes."""
+    target = record.target.label if record.target else record.environment
+    parts = ["runbook-report", record.runbook, target]
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())).strip("-")[:200]
 
 
-def publish_report(record: RunRecord) -> str:
+def publish_report(record: RunRecord, *, flow_run_id=None) -> str:
     """Render, redact and publish the report as a markdown artifact; return the published markdown.
 
-    Inside a flow or task run the artifact is linked to that run; the stable key groups every
-    report of one runbook on one service in the UI's Artifacts page.
+    The artifact is linked to the run (the current one, or `flow_run_id` from a hook outside it); the
+    stable key groups every report of one runbook on one target in the UI's Artifacts page, and its
+    metadata carries the outcome, so a hook can tell whether the run already reported.
     """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+    from prefect.context import FlowRunContext, TaskRunContext
+
     markdown = redact(render_report(record))
-    # `_sync=True`: Prefect dispatches on context; forcing sync keeps this callable from async flows too
-    create_markdown_artifact(markdown=markdown, key=artifact_key(record), description="Run report",
-                             _sync=True)
+    if flow_run_id is None:
+        context = FlowRunContext.get()
+        flow_run_id = context.flow_run.id if context and context.flow_run else None
+    task_context = TaskRunContext.get()
+    with get_client(sync_client=True) as client:
+        client.create_artifact(ArtifactCreate(
+            key=artifact_key(record), type="markdown", data=markdown, description="Run report",
+            flow_run_id=flow_run_id, task_run_id=task_context.task_run.id if task_context else None,
+            metadata_={"outcome": record.outcome, "runbook": record.runbook, "run": record.run_id}))
     return markdown
 
 
@@ -191,14 +225,15 @@ def _describe(exc: Exception) -> str:
     return type(exc).__name__ + (f" (HTTP {status})" if status else "")
 
 
-def notify(environment: Environment, event: str, message: str, *, subject: str) -> list[str]:
+def notify(environment: Environment, event: str, message: str, *, subject: str) -> list[NotificationResult]:
     """Send `message` to every notification of `environment` subscribed to `event`; best effort.
 
-    A notification that cannot be loaded or delivered is logged as a warning and skipped: a run that
-    changed production must not fail because Slack is down. Message and subject are redacted first.
+    A notification that cannot be loaded or delivered is logged as a warning and recorded as failed, and
+    the others still go: a run that changed production must not fail because Slack is down. Message and
+    subject are redacted first.
 
     Returns:
-        The block names that accepted the message.
+        One result per subscribed channel, delivered or not (the run report lists them).
 
     Raises:
         ValueError: `event` is not one of the catalog's notification events (a caller bug).
@@ -206,7 +241,7 @@ def notify(environment: Environment, event: str, message: str, *, subject: str) 
     if event not in EVENTS:
         raise ValueError(f"unknown notification event {event!r}; allowed: {', '.join(EVENTS)}")
     body, title = redact(message), redact(subject)
-    notified: list[str] = []
+    results: list[NotificationResult] = []
     for notification in environment.notifications:
         if event not in notification.events:
             continue
@@ -215,6 +250,8 @@ def notify(environment: Environment, event: str, message: str, *, subject: str) 
         except Exception as exc:  # best effort by design: one failed channel must not fail the run
             _logger().warning("notification %r (%s) for %s failed: %s",
                               notification.block, notification.kind, event, _describe(exc))
+            results.append(NotificationResult(event=event, block=notification.block, delivered=False,
+                                              error=_describe(exc)))
             continue
-        notified.append(notification.block)
-    return notified
+        results.append(NotificationResult(event=event, block=notification.block, delivered=True))
+    return results

@@ -8,32 +8,13 @@ from kubernetes import watch
 from kubernetes.client import AppsV1Api, CoreV1Api
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
 
+from plans.kubernetes import DeploymentState, deployment_state, rollout_status
+from plans.record import Check
+
+from .calls import call, call_json
 from .errors import TransientError, classify
-from .kubernetes.calls import call, call_json
-from .kubernetes.deployments import DeploymentState, state_of
 from .kubernetes.pods import selector_string
-
-
-class Check(BaseModel):
-    name: str
-    passed: bool
-    detail: str
-    seconds: float = 0.0
-
-
-def rollout_status(state: DeploymentState) -> tuple[bool, str]:
-    """The rule `kubectl rollout status` applies: (done, message)."""
-    if state.generation > state.observed_generation:
-        return False, "waiting for the deployment spec update to be observed"
-    if state.progressing_reason == "ProgressDeadlineExceeded":
-        return True, f'deployment "{state.name}" exceeded its progress deadline'
-    if state.updated_replicas < state.replicas:
-        return False, f"{state.updated_replicas} of {state.replicas} new replicas have been updated"
-    if state.available_replicas < state.updated_replicas:
-        return False, f"{state.available_replicas} of {state.updated_replicas} updated replicas are available"
-    return True, f'deployment "{state.name}" successfully rolled out'
 
 
 @task(name="deployment_rollout_complete", cache_policy=NO_CACHE)
@@ -57,7 +38,7 @@ def deployment_rollout_complete(api: AppsV1Api, *, namespace: str, name: str, ti
                 listed = call_json(api.list_namespaced_deployment, namespace, field_selector=field)
                 if not listed["items"]:
                     return Check(name="rollout complete", passed=False, detail=f"deployment {name} is gone")
-                state = state_of({**listed["items"][0]})
+                state = deployment_state({**listed["items"][0]})
                 done, message = rollout_status(state)
                 if done:
                     return _rollout_check(state, message, started)
@@ -70,9 +51,9 @@ def deployment_rollout_complete(api: AppsV1Api, *, namespace: str, name: str, ti
                 version = raw["metadata"]["resourceVersion"]
                 if event["type"] == "DELETED":
                     return Check(name="rollout complete", passed=False, detail=f"deployment {name} was deleted")
-                done, message = rollout_status(state_of(raw))
+                done, message = rollout_status(deployment_state(raw))
                 if done:
-                    return _rollout_check(state_of(raw), message, started)
+                    return _rollout_check(deployment_state(raw), message, started)
         except Exception as exc:
             mapped = classify(exc)
             if getattr(exc, "status", None) == 410:

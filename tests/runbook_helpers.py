@@ -16,22 +16,25 @@ from sandbox.server import Sandbox
 NOW = dt.datetime.now(dt.timezone.utc)
 
 
-def write_catalog(sandbox: Sandbox, directory: Path, **production: Any) -> Path:
-    """A catalog with environments production (one approver), prod-two, staging (auto) and frozen."""
+POLICIES = {"production": {"policy": "one", "timeout_seconds": 60},
+            "prod-two": {"policy": "two", "timeout_seconds": 60},
+            "staging": {"policy": "auto"}, "frozen": {"policy": "auto"}}
+
+
+def write_catalog(sandbox: Sandbox, directory: Path, environment: str = "staging", **overrides: Any) -> Path:
+    """A catalog with one environment on the sandbox's demo services: `production` (one approver),
+    `prod-two` (two), `staging` (auto) or `frozen` (auto, inside a freeze window now); `overrides`
+    replace its fields. One environment per catalog: two entries for the same Deployments with different
+    policies are refused by the catalog (one would bypass the other's guards)."""
     kubeconfig = sandbox.write_kubeconfig(directory / "kubeconfig")
-    cluster = {"kind": "kubeconfig", "kubeconfig": str(kubeconfig)}
-    base = {"cluster": cluster, "cooldown_seconds": 0, "verify_timeout_seconds": 60, "services": DEMO_SERVICES}
-    environments = {
-        "production": {**base, "approval": {"policy": "one", "timeout_seconds": 60}, **production},
-        "prod-two": {**base, "approval": {"policy": "two", "timeout_seconds": 60}},
-        "staging": {**base, "approval": {"policy": "auto"}},
-        "frozen": {**base, "approval": {"policy": "auto"},
-                   "freeze_windows": [{"start": (NOW - dt.timedelta(hours=1)).isoformat(),
-                                       "end": (NOW + dt.timedelta(hours=3)).isoformat(),
-                                       "reason": "Black Friday freeze"}]},
-    }
-    path = directory / "catalog.yaml"
-    path.write_text(yaml.safe_dump({"environments": environments}))
+    env = {"cluster": {"kind": "kubeconfig", "kubeconfig": str(kubeconfig), "context": "sandbox"},
+           "cooldown_seconds": 0, "verify_timeout_seconds": 60, "services": DEMO_SERVICES,
+           "approval": POLICIES[environment]}
+    if environment == "frozen":
+        env["freeze_windows"] = [{"start": (NOW - dt.timedelta(hours=1)).isoformat(),
+                                  "end": (NOW + dt.timedelta(hours=3)).isoformat(), "reason": "Black Friday freeze"}]
+    path = directory / f"catalog-{environment}.yaml"
+    path.write_text(yaml.safe_dump({"environments": {environment: {**env, **overrides}}}))
     return path
 
 

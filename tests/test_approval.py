@@ -20,7 +20,7 @@ from prefect.flow_runs import resume_flow_run
 from prefect.input import read_flow_run_input
 from prefect.runtime import flow_run as current_run
 
-from tasks.approval import answer_gate, request_approval
+from tasks.gate_answer import answer_gate, request_approval
 from tasks.catalog import ApprovalPolicy
 from tasks.errors import ApprovalRejected
 from tasks.models import Approval, Change, Plan, Target

@@ -1,21 +1,14 @@
-"""Pods and events of a workload: evidence for the plan and the report. Read-only."""
+"""Pods and events: read-only evidence for the plan and the report."""
 from __future__ import annotations
 
 from kubernetes.client import CoreV1Api
 from prefect import task
 from pydantic import BaseModel
 
-from .calls import TASK_RETRIES, call, retry_if_transient
+from plans.kubernetes import PodState, pod_state
 
-
-class PodState(BaseModel):
-    name: str
-    node: str | None
-    phase: str
-    ready: bool
-    restarts: int
-    images: list[str]
-    waiting_reason: str | None = None
+from ..calls import TASK_RETRIES, call, call_json, retry_if_transient
+from ..errors import TargetNotFound
 
 
 class EventSummary(BaseModel):
@@ -38,17 +31,18 @@ def selector_string(selector: dict) -> str:
 
 @task(name="list_pods", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
 def list_pods(api: CoreV1Api, *, namespace: str, selector: dict) -> list[PodState]:
-    """Pods matching a Deployment's selector, with readiness and restarts."""
-    pods = call(api.list_namespaced_pod, namespace, label_selector=selector_string(selector)).items
-    result = []
-    for pod in pods:
-        statuses = pod.status.container_statuses or []
-        waiting = next((s.state.waiting.reason for s in statuses if s.state and s.state.waiting), None)
-        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-        result.append(PodState(name=pod.metadata.name, node=pod.spec.node_name, phase=pod.status.phase or "",
-                               ready=ready, restarts=sum(s.restart_count or 0 for s in statuses),
-                               images=[c.image for c in pod.spec.containers], waiting_reason=waiting))
-    return result
+    """Pods matching a Deployment's selector, with readiness, restarts and their revision's hash."""
+    raw = call_json(api.list_namespaced_pod, namespace, label_selector=selector_string(selector))
+    return [pod_state(p) for p in raw.get("items") or []]
+
+
+@task(name="read_pod", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
+def read_pod(api: CoreV1Api, *, namespace: str, name: str) -> PodState | None:
+    """One pod, or None when it is gone (crash-looping pods are replaced often)."""
+    try:
+        return pod_state(call_json(api.read_namespaced_pod, name, namespace))
+    except TargetNotFound:
+        return None
 
 
 @task(name="list_events", retry_condition_fn=retry_if_transient, **TASK_RETRIES)

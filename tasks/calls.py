@@ -1,4 +1,4 @@
-"""Calling the Kubernetes API: transient errors retried in place (honouring Retry-After), others mapped
+"""Calling any API (Kubernetes, Azure, GitHub): transient errors retried in place (honouring Retry-After), others mapped
 to the error taxonomy with their cause chained."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Callable, TypeVar
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from ..errors import TransientError, classify, is_transient
+from .errors import TransientError, classify, is_transient
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -33,6 +33,16 @@ def retry_if_transient(task, task_run, state) -> bool:
     return False
 
 
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The run's own logger inside a flow or task run (so retries show in the UI), else the module's."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log
+
+
 def call(fn: Callable[..., T], *args, **kwargs) -> T:
     """Run one API call; retry transient failures a few times, then raise from the taxonomy."""
     for attempt in range(1, ATTEMPTS + 1):
@@ -45,7 +55,8 @@ def call(fn: Callable[..., T], *args, **kwargs) -> T:
                     raise
                 raise mapped from exc
             delay = min(MAX_DELAY, mapped.retry_after if mapped.retry_after is not None else 0.2 * 2 ** attempt)
-            log.warning("transient API error (%s); retry %d/%d in %.1fs", mapped, attempt, ATTEMPTS - 1, delay)
+            run_logger().warning("transient API error (%s); retry %d/%d in %.1fs", mapped, attempt, ATTEMPTS - 1,
+                                 delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 

@@ -1,0 +1,261 @@
+"""The runbook kernel: the shared shape of a run, used as a context manager inside a runbook's `@flow`.
+
+A runbook's flow body holds only its own steps (its reads, its plan, its procedure, its verification and
+how each change is undone); `Runbook` owns everything else: the run record, the trigger, the catalog and
+the typed target, the guards, the dry-run and no-op exit, the approval gate, the undo stack, the outcome
+of every exit path (any exception, cancellation included), and the report and notification that every
+exit publishes. A context manager (not a decorator) keeps the flow's own signature and docstring, which
+Prefect turns into the UI form and `runbooks docs` into the runbook's page.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import ExitStack
+from typing import Any, Callable, TypeVar
+
+from prefect import get_run_logger
+from prefect.context import FlowRunContext
+from prefect.runtime import flow_run
+
+from plans.names import identity
+from plans.plan import Change, Plan
+from plans.record import RunRecord, Step
+from plans.targets import Target
+from plans.trigger import AlertContext, Trigger
+from tasks.approval import request_approval
+from tasks.catalog import Catalog, Environment, load_catalog
+from tasks.errors import CatalogError, GuardRefused, PermanentError, RunbookError, VerificationFailed
+from tasks.guards import check_cooldown, check_freeze
+from tasks.journal import JournalEntry, journal
+from tasks.lock import target_lock
+from tasks.redaction import install_redaction
+from plans.record import Check
+
+from .outcome import finish, outcome_of
+from .undo import UndoStack
+
+R = TypeVar("R")
+LOCK_WAIT_SECONDS = 30
+
+
+class Runbook:
+    """One run of a runbook. Use inside the flow: `with Runbook(NAME, environment=..., ...) as run:`.
+
+    Args:
+        name: the runbook's deployment name, e.g. emergency-rollback.
+        environment: catalog environment; required (there is no default target).
+        requested_by: who asks; required and non-blank, so the four-eyes rule means something.
+        reason: why; shown at the gate and in the report.
+        dry_run: plan only; the run publishes the plan and makes zero writes.
+        emergency_override: a reason to act inside a freeze window.
+        alert: the alert that started the run (set by the alert receiver).
+    """
+
+    def __init__(self, name: str, *, environment: str, requested_by: str, reason: str = "", dry_run: bool = False,
+                 emergency_override: str | None = None, alert: AlertContext | None = None) -> None:
+        self.name = name
+        self.environment_name = environment
+        self.dry_run = dry_run
+        self.record = RunRecord(runbook=name, requested_by=(requested_by or "").strip(), reason=reason,
+                                dry_run=dry_run, emergency_override=emergency_override, environment=environment,
+                                trigger=_trigger(alert))
+        self.catalog: Catalog | None = None
+        self.environment: Environment | None = None
+        self.undo = UndoStack(self)
+        self._stack = ExitStack()
+        self._kubernetes = None
+
+    # -- entering and leaving ----------------------------------------------------------------------
+
+    def __enter__(self) -> "Runbook":
+        install_redaction()
+        self.log = get_run_logger()
+        context = FlowRunContext.get()
+        self.run_id = context.flow_run.id if context and context.flow_run else None
+        self.record.run_id = str(self.run_id or "")
+        self.log.info("%s started for %s (trigger: %s%s)", self.name, self.environment_name, self.record.trigger.kind,
+                      f", dry run" if self.dry_run else "")
+        try:
+            self._check_request()
+            self.catalog = load_catalog()
+            self.record.catalog = self.catalog.source
+            self.log.info("catalog: %s", self.catalog.source)
+            self.environment = self.catalog.environment(self.environment_name)
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        """Every exit path: undo what needs undoing, set the outcome, release the lock, report, notify."""
+        error = exc
+        if exc is not None and self.undo.pending():
+            try:
+                self.undo.run_all(cause=exc)
+            except BaseException as undo_error:     # UndoFailed: it replaces the cause, which it chains
+                error = undo_error
+        self.record.outcome = outcome_of(self.record, error)
+        try:
+            self._stack.close()                     # the lock, released before the report is written
+        except Exception as close_error:            # noqa: BLE001 - reported, never hides the run's own error
+            self.log.error("releasing the lock failed: %s", close_error)
+            self.record.note("lock", f"releasing the lock failed: {close_error}")
+        finish(self, error)
+        if error is not exc:
+            raise error
+        return False
+
+    def _check_request(self) -> None:
+        if not identity(self.record.requested_by):
+            raise PermanentError("requested_by is empty: name the person (or system) asking for this run; the "
+                                 "requester may not approve it, so an empty name would let anyone approve")
+        if not (self.environment_name or "").strip():
+            raise CatalogError("environment is empty: name the catalog environment to act on (there is no default)")
+
+    # -- preflight ---------------------------------------------------------------------------------
+
+    def guard(self, target: Target) -> Target:
+        """Preflight guards on the object: freeze window, then (not for dry runs) the lock and cooldown.
+
+        A dry run takes no lock (it changes nothing, so it must not wait for or block a change) and is not
+        refused by a freeze (the report notes it).
+        """
+        self.record.target = target
+        note = check_freeze(self.environment_name, self.environment, now=_now(),
+                            emergency_override=self.record.emergency_override, dry_run=self.dry_run)
+        if note:
+            self.record.note("preflight", note)
+        if not self.dry_run:
+            self._stack.enter_context(target_lock(target, wait_seconds=LOCK_WAIT_SECONDS, runbook=self.name,
+                                                  run_id=self.run_id))
+            check_cooldown(target, cooldown_seconds=self.environment.cooldown_seconds, now=_now())
+        self.record.note("preflight", f"{target.resource} on {target.cluster} ({target.label})")
+        return target
+
+    @property
+    def kubernetes(self):
+        """The environment's Kubernetes ApiClient, built once per run from the catalog."""
+        if self._kubernetes is None:
+            from tasks.clients import kubernetes_client
+            self._kubernetes = kubernetes_client(self.environment)
+            self._stack.callback(self._kubernetes.close)
+        return self._kubernetes
+
+    def before(self, state: dict[str, Any], summary: str) -> None:
+        self.record.before = state
+        self.record.note("preflight", summary)
+
+    def after(self, state: dict[str, Any]) -> None:
+        self.record.after = state
+
+    # -- plan and approval ---------------------------------------------------------------------------
+
+    def stop_after_plan(self, plan: Plan) -> bool:
+        """Record the plan; True when the run ends here: nothing to do, or a dry run (zero writes)."""
+        self.record.plan = plan
+        self.record.note("plan", plan.summary)
+        self.log.info("plan %s: %s", plan.digest, plan.summary)
+        if plan.is_noop:
+            self.record.outcome = "no-op"
+        elif self.dry_run:
+            self.record.outcome = "dry-run"
+        return plan.is_noop or self.dry_run
+
+    def approve(self) -> None:
+        """The approval gate: pause for the environment's policy; the answers are bound to the plan."""
+        plan = self.record.plan
+        self.record.approvals = request_approval(
+            plan, policy=self.environment.approval, requested_by=self.record.requested_by,
+            on_event=lambda event, text: self.notify(event, text))
+        self.record.note("approval", ", ".join(f"{a.decision} by {a.approver}" for a in self.record.approvals))
+
+    # -- procedure -----------------------------------------------------------------------------------
+
+    def apply(self, change: Change, action: Callable[[], R], *, undo: Callable[[R], Any] | None = None,
+              undo_text: str = "", verify_undo: Callable[[R], list[Check]] | None = None,
+              no_undo: str | None = None) -> R:
+        """Make one change: journal it before the write, run `action`, then register its undo.
+
+        Every mutating step says how it is undone (`undo`, called with what `action` returned, e.g.
+        `previous_replicas=3`, and `verify_undo` to prove it) or why it is not (`no_undo`); the report
+        shows which. The kernel runs the undos when verification fails, when an error escapes after the
+        change, and when the run is cancelled.
+        """
+        if (undo is None) == (no_undo is None):
+            raise ValueError("apply() needs exactly one of undo= or no_undo= (why this change has no undo)")
+        step = Step(change=change, undo=undo_text or (undo and f"undo: {change.describe()} back") or None,
+                    no_undo=no_undo)
+        self.record.steps.append(step)
+        number = len(self.record.steps)
+        self._journal(number, step)                     # before the write: a crash still leaves a trace
+        try:
+            result = action()
+        except BaseException as exc:
+            step.status, step.detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
+            self._journal(number, step)
+            raise
+        step.status = "made" if getattr(result, "changed", True) else "not-needed"
+        self.record.note("procedure", f"{change.describe()}: {step.status}")
+        self._journal(number, step)
+        if undo is not None and step.status == "made":
+            self.undo.push(number, step, lambda: undo(result),
+                           (lambda: verify_undo(result)) if verify_undo is not None else None)
+        return result
+
+    def _journal(self, number: int, step: Step) -> None:
+        journal(JournalEntry(run=self.record.run_id or "-", runbook=self.name, step=number, status=step.status,
+                             at=_now(), target=self.record.target, change=step.change, undo=step.undo,
+                             no_undo=step.no_undo, detail=step.detail), flow_run_id=self.run_id)
+
+    # -- verification --------------------------------------------------------------------------------
+
+    def verify(self, checks: Callable[[], list[Check]], *, explain: Callable[[], list[str]] | None = None
+               ) -> list[Check]:
+        """Run the checks; if any fails, undo every registered change (each proven by its `verify_undo`)
+        and fail the run with `explain()`'s next steps.
+
+        Raises:
+            VerificationFailed: a check failed (after the undo, if there was one to run).
+        """
+        results = checks()
+        self.evidence(*[f"{'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}" for c in results])
+        passed = all(c.passed for c in results)
+        self.record.note("verification", "passed" if passed else "failed")
+        if passed:
+            self.record.outcome = "succeeded"
+            return results
+        failure = VerificationFailed("; ".join(c.detail for c in results if not c.passed))
+        if explain is not None:
+            self.record.next_steps += explain()
+        if self.undo.pending():
+            self.undo.run_all(cause=failure)
+        raise failure
+
+    def evidence(self, *lines: str) -> None:
+        self.record.evidence += list(lines)
+
+    # -- notifications -------------------------------------------------------------------------------
+
+    def notify(self, event: str, text: str) -> None:
+        """Send `event` to the environment's channels; failures are recorded in the run record."""
+        from tasks.report import notify
+        if self.environment is None:
+            return
+        subject = f"{self.name} {self.record.target.label if self.record.target else self.environment_name}"
+        self.record.notifications += notify(self.environment, event, text, subject=subject)
+
+
+def _trigger(alert: AlertContext | None) -> Trigger:
+    """Alert rules pass the alert; Prefect tags runs its schedules create with `auto-scheduled`."""
+    if alert is not None:
+        return Trigger(kind="alert", detail=alert.describe(), alert=alert)
+    if "auto-scheduled" in (flow_run.tags or []):
+        return Trigger(kind="schedule", detail=f"scheduled run {flow_run.name}")
+    return Trigger(kind="manual", detail="Prefect UI, CLI or API")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+__all__ = ["Runbook", "RunbookError", "GuardRefused"]

@@ -1,0 +1,1 @@
+"""Pure planners and policies: typed state in, typed plan out. No Prefect, no SDK, no I/O."""
