@@ -4,13 +4,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+# Every command, not only under `make`: Prefect must never phone home from these machines, and runs send
+# heartbeats often enough that a dead run is noticed (by `runbooks approve`, the runner) within a minute.
+RUNBOOKS_PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+for _name, _value in RUNBOOKS_PREFECT_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
 
 from .sandbox_cmd import add_sandbox_parser
 
 
 # Command modules, each with `add_parser(commands)`; the sandbox command needs no Prefect import.
-COMMANDS: list[str] = ["run_cmd", "approve_cmd", "serve_cmd", "up_cmd", "demo_cmd", "receiver_cmd", "docs_cmd"]
+COMMANDS: list[str] = ["run_cmd", "approve_cmd", "pending_cmd", "serve_cmd", "up_cmd", "demo_cmd", "receiver_cmd",
+                       "docs_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:

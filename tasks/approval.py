@@ -171,7 +171,7 @@ class _Gate:
     def _publish_status(self) -> None:
         """Who has approved so far, as a run input `runbooks approve` reads: a second approval by the same
         person is refused there, before it is sent, instead of printing "approved" and not counting."""
-        create_flow_run_input(key=f"{APPROVALS_KEY}-{self.key_prefix}",
+        create_flow_run_input(key=f"{APPROVALS_KEY}-{self.key_prefix}-{len(self.approvals)}",
                               value={"plan_digest": self.plan.digest,
                                      "approvers": [a.approver for a in self.approvals.values()]},
                               flow_run_id=self.run_id, _sync=True)

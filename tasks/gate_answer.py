@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, Fl
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
 from prefect.flow_runs import resume_flow_run
-from prefect.input import read_flow_run_input
+from prefect.input import filter_flow_run_input, read_flow_run_input
 from prefect.settings import PREFECT_API_URL, get_current_settings
 from pydantic import BaseModel
 
@@ -106,9 +106,10 @@ def pending_gates() -> list[PendingGate]:
 
 def approvers_so_far(run_id: UUID, keyset: dict[str, str]) -> list[str]:
     """The approvers the gate has counted so far (the gate publishes them as a run input)."""
-    prefix = keyset["schema"].rsplit("-", 2)[0]          # approval-<digest>-<id>-<n>-schema -> approval-<digest>-<id>
-    status = read_flow_run_input(f"{APPROVALS_KEY}-{prefix}", flow_run_id=run_id, _sync=True)
-    return list((status or {}).get("approvers") or [])
+    base = keyset["schema"].rsplit("-", 2)[0]            # paused-approval-<digest>-<id>-<n>-schema
+    prefix = base[base.find("approval-"):]               # -> approval-<digest>-<id>: the gate's own key prefix
+    inputs = filter_flow_run_input(key_prefix=f"{APPROVALS_KEY}-{prefix}-", flow_run_id=run_id, limit=20, _sync=True)
+    return sorted({name for item in inputs for name in (item.decoded_value or {}).get("approvers", [])})
 
 
 def _check_alive(client, run) -> None:

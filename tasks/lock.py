@@ -170,7 +170,7 @@ def _free_stale(client, name: str, target: Target, held: HeldBy, *, by_lease: bo
         client.release_concurrency_slots_with_lease(UUID(held.holder.lease_id))
         how = "its lease"
     else:
-        client.release_concurrency_slots(names=[name], slots=1, occupancy_seconds=0)
+        client.release_concurrency_slots(names=[name], slots=1, occupancy_seconds=1.0)
         how = "one decrement (the server had lost its lease)"
     run_logger().warning("freed lock %s on %s, still held by %s, through %s", name, target.label,
                          held.describe(target), how)
@@ -229,6 +229,6 @@ def _release(name: str, lease_id: UUID, lease_lost_safely: bool) -> None:
     renewals worked, the slot is still counted and nothing else will free it: one plain decrement."""
     with get_client(sync_client=True) as client:
         if lease_lost_safely:
-            client.release_concurrency_slots(names=[name], slots=1, occupancy_seconds=0)
+            client.release_concurrency_slots(names=[name], slots=1, occupancy_seconds=1.0)
         else:
             client.release_concurrency_slots_with_lease(lease_id)

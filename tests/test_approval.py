@@ -20,14 +20,18 @@ from prefect.flow_runs import resume_flow_run
 from prefect.input import read_flow_run_input
 from prefect.runtime import flow_run as current_run
 
-from tasks.gate_answer import answer_gate, request_approval
+from plans.plan import Change, Plan
+from plans.record import Approval
+from plans.targets import DeploymentTarget
+from tasks.approval import request_approval
 from tasks.catalog import ApprovalPolicy
-from tasks.errors import ApprovalRejected
-from tasks.models import Approval, Change, Plan, Target
+from tasks.errors import ApprovalRejected, ApprovalTimedOut
+from tasks.gate_answer import answer_gate
 
 ROOT = Path(__file__).resolve().parent.parent
-PLAN = Plan(runbook="emergency-rollback", target=Target(environment="staging", service="payments",
-                                                       namespace="payments", deployment="payments-api"),
+PLAN = Plan(runbook="emergency-rollback", target=DeploymentTarget(environment="staging", cluster="https://k8s",
+                                                                  service="payments", namespace="payments",
+                                                                  deployment="payments-api"),
             summary="Roll payments-api back to revision 3",
             changes=[Change(resource="deployment payments/payments-api", field="spec.template (image)",
                             before="payments:v4", after="payments:v3")])
@@ -195,6 +199,36 @@ def test_two_needs_two_distinct_approvers_neither_the_requester(run_log):
     assert any("ERIN has already approved" in line for line in run_log)
 
 
+@pytest.mark.parametrize("alias", ["dana.", "DANA", "dana@example.com", " d.ana "])
+def test_the_requester_cannot_approve_under_another_spelling_of_their_name(run_log, alias):
+    with resumer(answer(alias), answer("erin")):
+        approvals = gated(ONE, "dana")
+    assert [a.approver for a in approvals] == ["erin"]
+    assert any("requested this run and may not approve it" in line for line in run_log)
+
+
+def test_a_second_approval_by_the_same_person_is_refused_before_it_is_sent():
+    two = ApprovalPolicy(policy="two", timeout_seconds=30)
+    outcome: dict = {}
+
+    def approve_twice(run_id: uuid.UUID) -> None:
+        answer_gate(run_id, approver="erin", decision="approve")
+        for _ in range(100):                            # the gate re-opens with erin counted
+            try:
+                answer_gate(run_id, approver="Erin.", decision="approve")
+            except ValueError as exc:
+                if "has already approved" in str(exc):
+                    outcome["refused"] = str(exc)
+                    break
+            time.sleep(0.2)
+        answer_gate(run_id, approver="frank", decision="approve")
+
+    with resumer(approve_twice):
+        approvals = gated(two, "dana")
+    assert "nothing was sent" in outcome["refused"]
+    assert [a.approver for a in approvals] == ["erin", "frank"]
+
+
 def test_an_unanswered_gate_times_out_and_the_flow_can_still_report():
     policy = ApprovalPolicy(policy="one", timeout_seconds=3)
     state = gated_then_report(policy, "dana", return_state=True)
@@ -219,7 +253,7 @@ def test_auto_policy_returns_at_once_without_pausing():
     with get_client(sync_client=True) as client:
         history = client.read_flow_run_states(state.state_details.flow_run_id)
     assert not [s for s in history if s.is_paused()] and EVENTS == []
-    with pytest.raises(ValueError, match="is not paused"):
+    with pytest.raises(ValueError, match="is not waiting at a gate"):
         answer_gate(state.state_details.flow_run_id, approver="erin", decision="approve")
 
 
@@ -275,6 +309,7 @@ def test_runbooks_approve_refuses_the_requester_then_approves_for_another_person
 def test_runbooks_approve_reject_stops_the_run():
     results: list[subprocess.CompletedProcess] = []
     reject = lambda run_id: results.append(runbooks_approve(run_id, "--as", "erin", "--reject", "--reason", "not now"))
-    with resumer(reject), pytest.raises(ApprovalRejected, match="rejected by erin: not now"):
+    with resumer(reject), pytest.raises(ApprovalRejected, match="rejected by erin: not now") as err:
         gated(ONE, "dana")
+    assert not isinstance(err.value, ApprovalTimedOut)
     assert results[0].returncode == 0 and results[0].stdout.startswith(f"rejected plan {PLAN.digest} of run ")

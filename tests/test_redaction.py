@@ -14,7 +14,7 @@ from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRu
 from prefect.logging import get_run_logger
 from prefect.logging.handlers import APILogHandler
 
-from tasks.models import RunRecord
+from plans.record import RunRecord
 from tasks.redaction import (RedactingFilter, _clear_secrets, install_redaction, redact,
                              register_secret)
 from tasks.report import publish_report

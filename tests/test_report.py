@@ -17,7 +17,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from tasks.catalog import Environment, KubeconfigCluster, Notification
-from tasks.models import Approval, Change, Plan, RunRecord, Target, TimelineEntry, Trigger
+from plans.plan import Change, Plan
+from plans.record import Approval, RunRecord, Step, TimelineEntry
+from plans.targets import DeploymentTarget
+from plans.trigger import Trigger
 from tasks.redaction import _clear_secrets
 from tasks.report import (artifact_key, notify, publish_report, render_report, slack_webhook_block,
                           teams_webhook_block)
@@ -26,7 +29,8 @@ AT = dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.timezone.utc)
 
 
 def make_record(runbook: str = "emergency-rollback", service: str = "payments") -> RunRecord:
-    target = Target(environment="staging", service=service, namespace="pay", deployment="payments-api")
+    target = DeploymentTarget(environment="staging", cluster="https://k8s", service=service, namespace="pay",
+                              deployment="payments-api")
     plan = Plan(runbook=runbook, target=target, summary="roll back to revision 4",
                 changes=[Change(resource="deployment pay/payments-api", field="spec.template (image)",
                                 before="api:v5", after="api:v4")])
@@ -37,6 +41,8 @@ def make_record(runbook: str = "emergency-rollback", service: str = "payments") 
         approvals=[Approval(decision="approve", approver="bob", reason="looks right",
                             plan_digest=plan.digest, at=AT)],
         before={"image": "api:v5", "ready": 1}, after={"image": "api:v4", "ready": 3},
+        steps=[Step(change=plan.changes[0], status="made", no_undo="a rollback is never undone")],
+        catalog="/etc/runbooks/catalog.yaml", run_id="7f3a",
         evidence=["3/3 pods ready on revision 4", "error rate 0.1% < 1%"],
         timeline=[TimelineEntry(at=AT, step="preflight", message="target resolved"),
                   TimelineEntry(at=AT + dt.timedelta(minutes=2), step="verify", message="rollout complete")],
@@ -55,11 +61,12 @@ def test_render_has_every_section_with_its_values():
     record = make_record()
     md = render_report(record)
     assert md.startswith("# Runbook: emergency-rollback on staging/payments: succeeded")
-    for text in ("**Trigger**: alert: HighErrorRate fp=abc123", "**Requested by**: alice",
+    for text in ("**Trigger**: alert: HighErrorRate fp=abc123", "**Requested by**: alice", "**Run**: 7f3a",
+                 "**Catalog**: /etc/runbooks/catalog.yaml", "**Target**: deployment pay/payments-api on https://k8s",
                  "**Reason**: 5xx spike after deploy", "**Dry run**: no", "**Emergency override**: INC-42"):
         assert text in md
-    sections = ["## Plan", "## Approvals", "## Before / After", "## Verification evidence",
-                "## Timeline", "## Next steps"]
+    sections = ["## Plan", "## Approvals", "## Changes", "## Before / After", "## Verification evidence",
+                "## Timeline", "## Notifications", "## Next steps"]
     positions = [md.index(s) for s in sections]
     assert positions == sorted(positions), "sections follow the runbook template's order"
     assert record.plan.markdown() in md
@@ -68,6 +75,8 @@ def test_render_has_every_section_with_its_values():
     assert "- 3/3 pods ready on revision 4" in md
     assert "| 2025-03-04 05:08:07Z | verify | rollout complete |" in md
     assert "- [ ] open a post-mortem for INC-42" in md
+    assert "| 1 | deployment pay/payments-api spec.template (image): api:v5 -> api:v4 | made | none: a rollback is " \
+           "never undone |" in md
 
 
 def test_render_converts_timestamps_to_utc_and_escapes_table_cells():
@@ -86,7 +95,7 @@ def test_render_of_an_empty_record_omits_next_steps_and_says_what_is_missing():
 
 def test_artifact_key_keeps_only_lowercase_letters_digits_and_dashes():
     assert artifact_key(make_record(runbook="Emergency Rollback", service="Payments_API")) == \
-        "runbook-emergency-rollback-payments-api"
+        "runbook-report-emergency-rollback-staging-payments-api"
 
 
 # --- publishing ------------------------------------------------------------------------------
@@ -109,6 +118,7 @@ def test_publish_creates_an_artifact_with_the_markdown(prefect_harness):
     assert artifact.type == "markdown" and artifact.description == "Run report"
     assert artifact.data == markdown
     assert artifact.flow_run_id == state.state_details.flow_run_id
+    assert artifact.metadata_["outcome"] == "succeeded"
 
 
 # --- notifications ---------------------------------------------------------------------------
@@ -176,7 +186,7 @@ def test_notify_delivers_slack_and_teams_shaped_messages(prefect_harness, captur
 
     sent = notify(env, "failure", "rollback of payments failed verification", subject="Runbook failed")
 
-    assert sent == [slack, teams]
+    assert [(n.block, n.delivered) for n in sent] == [(slack, True), (teams, True)]
     [slack_body] = capture.bodies("/slack")
     assert json.loads(slack_body) == {"text": "*Runbook failed*\nrollback of payments failed verification"}
     [teams_body] = capture.bodies("/teams")
@@ -194,7 +204,7 @@ def test_notify_inside_a_flow_run(prefect_harness, capture):
 
     @flow
     def gate() -> list[str]:
-        return notify(env, "gate", "approval needed for plan 1a2b", subject="Approval gate")
+        return [n.block for n in notify(env, "gate", "approval needed for plan 1a2b", subject="Approval gate")]
 
     assert gate() == [name]
     assert b"approval needed for plan 1a2b" in capture.bodies("/hook")[0]
@@ -212,7 +222,9 @@ def test_unreachable_or_missing_blocks_only_warn(prefect_harness, capture, caplo
     with caplog.at_level(logging.WARNING, logger="tasks.report"):
         sent = notify(env, "failure", "disk full", subject="Runbook failed")
 
-    assert sent == [ok], "a failing channel neither raises nor stops the others"
+    assert [(n.block, n.delivered) for n in sent] == [(down, False), (missing, False), (ok, True)], \
+        "a failing channel neither raises nor stops the others, and is recorded as failed"
+    assert "ConnectError" in sent[0].error and "SECRETPATH" not in sent[0].error
     warnings = [r.getMessage() for r in caplog.records if r.name == "tasks.report"]
     assert any(down in w and "ConnectError" in w for w in warnings)
     assert any(missing in w and "no MicrosoftTeamsWebhook" in w for w in warnings)
@@ -226,7 +238,7 @@ def test_native_slack_block_cannot_reach_loopback_and_only_warns(prefect_harness
     env = environment(Notification(kind="slack", block=name, events=("failure",)))
 
     with caplog.at_level(logging.WARNING, logger="tasks.report"):
-        assert notify(env, "failure", "hello", subject="s") == []
+        assert [n.delivered for n in notify(env, "failure", "hello", subject="s")] == [False]
 
     assert capture.requests == []
     assert any(name in r.getMessage() and "NotificationError" in r.getMessage() for r in caplog.records)

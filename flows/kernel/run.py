@@ -36,6 +36,16 @@ from .undo import UndoStack
 
 R = TypeVar("R")
 LOCK_WAIT_SECONDS = 30
+_ACTIVE: set = set()        # runs of this process inside their `with Runbook(...)` (for `runbooks run`'s watcher)
+_RECENT: list = []
+
+
+def active_runs() -> list:
+    return list(_ACTIVE)
+
+
+def recent_runs() -> list:
+    return list(_RECENT)
 
 
 class Runbook:
@@ -73,6 +83,9 @@ class Runbook:
         context = FlowRunContext.get()
         self.run_id = context.flow_run.id if context and context.flow_run else None
         self.record.run_id = str(self.run_id or "")
+        if self.run_id is not None:
+            _ACTIVE.add(self.run_id)
+            _RECENT.append(self.run_id)
         self.log.info("%s started for %s (trigger: %s%s)", self.name, self.environment_name, self.record.trigger.kind,
                       f", dry run" if self.dry_run else "")
         try:
@@ -101,6 +114,7 @@ class Runbook:
             self.log.error("releasing the lock failed: %s", close_error)
             self.record.note("lock", f"releasing the lock failed: {close_error}")
         finish(self, error)
+        _ACTIVE.discard(self.run_id)
         if error is not exc:
             raise error
         return False
