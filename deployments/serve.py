@@ -46,6 +46,12 @@ def runner_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
 def serve_all(path: Path = PREFECT_YAML, *, limit: int | None = None) -> None:
     """Serve until interrupted (SIGTERM/SIGINT stop it cleanly)."""
     from prefect import serve
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+
+    from .zombies import ensure_zombie_automation
+    with get_client(sync_client=True) as client:
+        ensure_zombie_automation(client, get_current_settings().flows.heartbeat_frequency or 180)
     serve(*runner_deployments(path), limit=limit, print_starting_message=True)
 
 

@@ -3,11 +3,14 @@
 `--engine warm` (default): each run is forked from a process that already imported every runbook, so it
 starts in well under a second (deployments/warm_runner.py).
 `--engine prefect`: Prefect's own `serve()`, a fresh process per run.
+`--limit` caps the runs that are working at once; with the warm engine, runs waiting at an approval gate do
+not count (with Prefect's `serve()` they do). Exit code 1 when a runbook module fails to import.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -32,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     runner = WarmRunner(poll_seconds=args.poll_seconds, limit=args.limit)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop.set())
     signal.signal(signal.SIGINT, lambda *_: runner.stop.set())
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    runner.run()
+    try:
+        runner.run()
+    except RuntimeError as exc:              # a runbook that does not import: stop here, not at 3 a.m.
+        print(f"runbooks serve: {exc}", file=sys.stderr, flush=True)
+        return 1
     return 0

@@ -1,7 +1,10 @@
 """`runbooks up`: the main job. Prefect server + every runbook served + alert receiver (+ sandbox).
 
-Each part is its own process with its log under DIR/logs; if one dies the others are stopped and the
-command exits non-zero with the tail of that log. Ctrl-C (SIGINT) or SIGTERM stops everything cleanly.
+Each part is its own process with its log under DIR/logs. One that dies after start-up is restarted (with a
+back-off; after five quick failures in a row everything stops and the command exits non-zero with the tail
+of its log), so a crashed runner does not take the UI, the receiver and the sandbox down with it.
+Ctrl-C (SIGINT) or SIGTERM stops everything cleanly, and no process is left behind: each part's whole
+process group (the runner's forked runs included) is stopped.
 Self-hosted Prefect has no users: anyone who reaches its API can approve a gate, so everything binds to
 127.0.0.1 unless --host is given together with PREFECT_SERVER_API_AUTH_STRING.
 """
@@ -22,7 +25,11 @@ from pathlib import Path
 import httpx
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-STOP_SECONDS = {"serve": 40}    # the runner lets runs in progress finish (up to 15 s) before it exits
+STOP_SECONDS = {"serve": 60}    # the runner lets runs finish (15 s), then gives stopped ones 30 s to undo
+QUICK_FAILURE_SECONDS = 30      # a child that dies sooner than this after a (re)start counts as a quick failure
+MAX_QUICK_FAILURES = 5
+LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+SANDBOX_CATALOG_MARK = "# Written by `runbooks sandbox`"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -33,9 +40,27 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--prefect-port", type=int, default=4200)
     parser.add_argument("--receiver-port", type=int, default=9095)
     parser.add_argument("--sandbox-speed", type=float, default=1.0)
+    parser.add_argument("--catalog", type=Path, metavar="PATH",
+                        help="the estate to act on (default: $RUNBOOKS_CATALOG; neither: the sandbox's demo estate)")
     parser.add_argument("--no-sandbox", action="store_true",
-                        help="do not start the sandbox even when RUNBOOKS_CATALOG is unset")
+                        help="do not start the sandbox even when no catalog is given")
     parser.set_defaults(func=run_up)
+
+
+class Child:
+    """One supervised process: how to start it again, and how it has been failing."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.args, self.env, self.log = name, args, env, log
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self.quick_failures = 0
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.args, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        self.started = time.monotonic()
 
 
 class Supervisor:
@@ -43,17 +68,35 @@ class Supervisor:
         self.directory = directory
         self.logs = directory / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[Child] = []
         self.stop = threading.Event()
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.children.append((name, proc))
-        return proc
+        child = Child(name, args, env, self.logs / f"{name}.log")
+        child.start()
+        self.children.append(child)
+        return child.proc
 
     def dead(self) -> str | None:
-        return next((name for name, proc in self.children if proc.poll() is not None), None)
+        return next((c.name for c in self.children if c.proc.poll() is not None), None)
+
+    def restart_dead(self) -> str | None:
+        """Restart children that died; the name of one that keeps dying (give up), else None."""
+        for child in self.children:
+            code = child.proc.poll()
+            if code is None:
+                continue
+            quick = time.monotonic() - child.started < QUICK_FAILURE_SECONDS
+            child.quick_failures = child.quick_failures + 1 if quick else 1
+            if child.quick_failures >= MAX_QUICK_FAILURES:
+                return child.name
+            delay = min(30, 2 ** (child.quick_failures - 1))
+            print(f"up: {child.name} exited with {code}; restarting it in {delay}s "
+                  f"(log: {child.log})", file=sys.stderr, flush=True)
+            if self.stop.wait(delay):
+                return None
+            child.start()
+        return None
 
     def tail(self, name: str, lines: int = 20) -> str:
         text = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()
@@ -61,17 +104,19 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """Stop the children one at a time, last started first: the runner then stops while the Prefect
-        server and the sandbox are still up, so it can let runs finish and record how each one ended."""
-        for name, proc in reversed(self.children):
-            if proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_SECONDS.get(name, 20))
-            except subprocess.TimeoutExpired:
-                print(f"up: {name} did not stop in time; killing it", flush=True)
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        server and the sandbox are still up, so it can let runs finish and record how each one ended.
+        Then whatever is left of each child's process group (a forked run that outlived its runner)."""
+        for child in reversed(self.children):
+            proc = child.proc
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=STOP_SECONDS.get(child.name, 20))
+                except subprocess.TimeoutExpired:
+                    print(f"up: {child.name} did not stop in time; killing it", flush=True)
+                    _kill_group(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            _stop_group(proc.pid)
 
     def wait_until(self, what: str, ready, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -83,6 +128,26 @@ class Supervisor:
                 raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
             if self.stop.wait(0.2):
                 raise KeyboardInterrupt
+
+
+def _kill_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _stop_group(pgid: int, grace: float = 10.0) -> None:
+    """SIGTERM what is left of a process group, SIGKILL it after `grace` seconds."""
+    if not _kill_group(pgid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _kill_group(pgid, 0):
+            return
+        time.sleep(0.2)
+    _kill_group(pgid, signal.SIGKILL)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -130,9 +195,10 @@ def run_up(args: argparse.Namespace) -> int:
         env = start_all(sup, args, directory)
         print_summary(args, env, directory)
         while not sup.stop.wait(0.5):
-            name = sup.dead()
+            name = sup.restart_dead()
             if name:
-                print(f"up: {name} exited unexpectedly:\n{sup.tail(name)}", file=sys.stderr, flush=True)
+                print(f"up: {name} keeps exiting; stopping everything:\n{sup.tail(name)}", file=sys.stderr,
+                      flush=True)
                 return 1
         return 0
     except RuntimeError as exc:
@@ -151,15 +217,28 @@ def start_all(sup: Supervisor, args: argparse.Namespace, directory: Path) -> dic
     api_url = f"http://{'127.0.0.1' if args.host in LOOPBACK else args.host}:{args.prefect_port}/api"
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(directory / "prefect"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PYTHONUNBUFFERED": "1"}
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PYTHONUNBUFFERED": "1",
+           # leases on disk: a server restart must not leave a runbook's lock held forever
+           "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASE_STORAGE,
+           "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")}
+    for stale in ("KUBECONFIG", "SANDBOX_URL", "RUNBOOKS_CATALOG"):
+        env.pop(stale, None)
     if os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
         env["PREFECT_API_AUTH_STRING"] = os.environ["PREFECT_SERVER_API_AUTH_STRING"]
-    if not os.environ.get("RUNBOOKS_CATALOG") and not args.no_sandbox:
+    catalog = chosen_catalog(args)
+    if catalog is not None:
+        env["RUNBOOKS_CATALOG"] = str(catalog)
+        if os.environ.get("KUBECONFIG"):
+            env["KUBECONFIG"] = os.environ["KUBECONFIG"]
+    elif not args.no_sandbox:
         sandbox_dir = directory / "sandbox"
         (sandbox_dir / "env").unlink(missing_ok=True)
-        sup.start("sandbox", cli + ["sandbox", "--dir", str(sandbox_dir), "--speed", str(args.sandbox_speed)], env)
+        sandbox = sup.start("sandbox", cli + ["sandbox", "--dir", str(sandbox_dir), "--speed",
+                                              str(args.sandbox_speed)], env)
         sup.wait_until("the sandbox", lambda: (sandbox_dir / "env").exists(), 60)
         env.update(_read_env(sandbox_dir / "env"))
+        port = env["SANDBOX_URL"].rsplit(":", 1)[1]
+        next(c for c in sup.children if c.proc is sandbox).args += ["--port", port]   # a restart keeps its address
     sup.start("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host", args.host,
                                  "--port", str(args.prefect_port)], env)
     sup.wait_until("the Prefect server", lambda: _healthy(f"{api_url}/health"), 180)
@@ -175,6 +254,26 @@ def start_all(sup: Supervisor, args: argparse.Namespace, directory: Path) -> dic
     sup.wait_until("the served deployments and their alert triggers",
                    lambda: _deployments_ready(api_url, env, serve_started), 180)
     return env
+
+
+def chosen_catalog(args: argparse.Namespace) -> Path | None:
+    """--catalog, else $RUNBOOKS_CATALOG, unless that is a catalog an earlier sandbox wrote (its sandbox is
+    gone with that run: the demo estate is started afresh instead). None: use the sandbox."""
+    if args.catalog:
+        return args.catalog.resolve()
+    exported = os.environ.get("RUNBOOKS_CATALOG")
+    if not exported:
+        return None
+    path = Path(exported).expanduser().resolve()
+    try:
+        written_by_sandbox = path.read_text().startswith(SANDBOX_CATALOG_MARK)
+    except OSError:
+        written_by_sandbox = False
+    if written_by_sandbox:
+        print(f"up: ignoring RUNBOOKS_CATALOG={exported}: it is an earlier sandbox's catalog; starting the sandbox "
+              "afresh (pass --catalog to use another estate)", flush=True)
+        return None
+    return path
 
 
 def _deployments_ready(api_url: str, env: dict[str, str], since: float) -> bool:
@@ -200,20 +299,39 @@ def _deployments_ready(api_url: str, env: dict[str, str], since: float) -> bool:
 
 
 def print_summary(args: argparse.Namespace, env: dict[str, str], directory: Path) -> None:
-    ui = env["PREFECT_API_URL"].removesuffix("/api")
+    ui, api = env["PREFECT_API_URL"].removesuffix("/api"), env["PREFECT_API_URL"]
     receiver = f"http://127.0.0.1:{args.receiver_port}"
+    sandbox = env.get("SANDBOX_URL")
     lines = [
         "", "runbooks are up:",
         f"  Prefect UI:      {ui}   (deployments, runs, approval gates)",
-        f"  Prefect API:     {env['PREFECT_API_URL']}",
+        f"  Prefect API:     {api}",
         f"  alert receiver:  {receiver}/alerts/{{alertmanager,azure-monitor,grafana}}  "
         f"(bearer token in {directory / 'receiver-token'})",
+        f"  catalog:         {env.get('RUNBOOKS_CATALOG', '(none)')}"
+        + ("   (the sandbox's demo estate)" if sandbox else "   (your estate)"),
     ]
-    if env.get("KUBECONFIG"):
-        lines.append(f"  sandbox cluster: export KUBECONFIG={env['KUBECONFIG']}   "
-                     f"(catalog: {env.get('RUNBOOKS_CATALOG')})")
+    if sandbox:
+        lines.append(f"  sandbox cluster: {sandbox}   (source {directory / 'sandbox' / 'env'} for kubectl)")
+    fallback = _fast_path_warning(directory)
+    if fallback:
+        lines += ["", f"WARNING: {fallback}"]
+    cli = f"PREFECT_API_URL={api} .venv/bin/runbooks"
     lines += ["", "Fire a demo alert (payments-api starts crash looping, the alert starts emergency-rollback):",
               f"  .venv/bin/runbooks demo-alert --dir {args.dir}",
-              "then approve the run at its gate in the UI, or: .venv/bin/runbooks approve RUN_ID --as YOUR_NAME",
+              "then answer the run's gate in the UI, or from a shell:",
+              f"  {cli} pending                              # runs waiting for approval",
+              f"  {cli} approve RUN_ID --as YOUR_NAME",
               "", "Ctrl-C stops everything.", ""]
     print("\n".join(lines), flush=True)
+
+
+def _fast_path_warning(directory: Path) -> str | None:
+    """The runner's loud fallback line, if it fell back (the summary repeats it where people look)."""
+    try:
+        log = (directory / "logs" / "serve.log").read_text(errors="replace")
+    except OSError:
+        return None
+    ready = [l for l in log.splitlines() if "fork server ready" in l or "FAST PATH OFF" in l]
+    line = ready[-2] if len(ready) > 1 and "fast path OFF" in ready[-1] else None
+    return line.split("FAST PATH OFF:", 1)[1].strip() if line else None

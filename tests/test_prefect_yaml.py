@@ -33,22 +33,23 @@ def test_emergency_rollback_deployment_has_a_described_form(deployed):
     with get_client(sync_client=True) as prefect:
         deployment = prefect.read_deployment_by_name("emergency-rollback/emergency-rollback")
     schema = deployment.parameter_openapi_schema
-    assert schema["required"] == ["service"]
+    assert schema["required"] == ["environment", "service", "requested_by"]    # no default target, no anonymous run
     expected = {"service", "environment", "reason", "requested_by", "target_revision", "dry_run",
-                "emergency_override", "alert"}
+                "emergency_override", "pod", "alert"}
     assert set(schema["properties"]) == expected
     assert all(schema["properties"][name].get("description") for name in expected)
     assert schema["properties"]["dry_run"]["type"] == "boolean"
-    assert deployment.parameters == {"environment": "production"}
+    assert deployment.parameters == {}
     assert deployment.enforce_parameter_schema is True
     assert deployment.work_pool_name == "runbooks"
 
 
 def test_every_production_service_has_a_monthly_dry_run_as_declared(deployed):
     from deployments.serve import declared_deployments
-    from tasks.catalog import load_catalog
+    from tasks.catalog import EXAMPLE_CATALOG, load_catalog
 
-    production = {name for env in load_catalog().environments.values() if env.production for name in env.services}
+    production = {name for env in load_catalog(EXAMPLE_CATALOG).environments.values() if env.production
+                  for name in env.services}
     declared = next(d for d in declared_deployments() if d["name"] == "emergency-rollback")["schedules"]
     assert {s["parameters"]["service"] for s in declared} == production
     assert all(s["parameters"]["dry_run"] is True for s in declared)

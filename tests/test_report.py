@@ -5,9 +5,7 @@ import datetime as dt
 import json
 import logging
 import socket
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
 import pytest
@@ -22,6 +20,7 @@ from plans.record import Approval, RunRecord, Step, TimelineEntry
 from plans.targets import DeploymentTarget
 from plans.trigger import Trigger
 from tasks.redaction import _clear_secrets
+from tests.capture import CaptureServer
 from tasks.report import (artifact_key, notify, publish_report, render_report, slack_webhook_block,
                           teams_webhook_block)
 
@@ -122,36 +121,6 @@ def test_publish_creates_an_artifact_with_the_markdown(prefect_harness):
 
 
 # --- notifications ---------------------------------------------------------------------------
-
-class CaptureServer:
-    """A loopback HTTP server that records every request (path, body) and answers 200."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                outer.requests.append((self.path, body))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"1")
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def bodies(self, path: str) -> list[bytes]:
-        return [body for p, body in self.requests if p == path]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
 def capture() -> Iterator[CaptureServer]:

@@ -87,7 +87,7 @@ class Runbook:
             _ACTIVE.add(self.run_id)
             _RECENT.append(self.run_id)
         self.log.info("%s started for %s (trigger: %s%s)", self.name, self.environment_name, self.record.trigger.kind,
-                      f", dry run" if self.dry_run else "")
+                      ", dry run" if self.dry_run else "")
         try:
             self._check_request()
             self.catalog = load_catalog()

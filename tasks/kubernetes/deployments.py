@@ -85,3 +85,25 @@ def patch_deployment_template(api: AppsV1Api, *, namespace: str, name: str, expe
             return TemplateChange(changed=True, dry_run=False, resource_version=now.resource_version, **undo)
         raise
     return TemplateChange(changed=True, dry_run=False, resource_version=result["metadata"]["resourceVersion"], **undo)
+
+
+class ScaleResult(BaseModel):
+    """What `scale_deployment` did; `previous_replicas` is what its undo needs."""
+    changed: bool
+    previous_replicas: int
+    replicas: int
+
+
+@task(name="scale_deployment", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
+def scale_deployment(api: AppsV1Api, *, namespace: str, name: str, replicas: int,
+                     dry_run: bool = False) -> ScaleResult:
+    """Set a Deployment's replica count through its `scale` subresource. Idempotent: no write when it already
+    has `replicas`."""
+    if replicas < 0:
+        raise PermanentError(f"replicas must be 0 or more, not {replicas}")
+    current = call_json(api.read_namespaced_deployment_scale, name, namespace)
+    previous = int((current.get("spec") or {}).get("replicas", 0))
+    if previous == replicas or dry_run:
+        return ScaleResult(changed=False, previous_replicas=previous, replicas=previous if dry_run else replicas)
+    call_json(api.patch_namespaced_deployment_scale, name, namespace, {"spec": {"replicas": replicas}})
+    return ScaleResult(changed=True, previous_replicas=previous, replicas=replicas)
