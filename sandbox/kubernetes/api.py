@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..common.http import Request
 from . import admission, errors, patching
 from .resources import ResourceType
 from .routing import Target
@@ -24,19 +25,6 @@ PATCH_TYPES = {
     "application/strategic-merge-patch+json": "strategic",
     "application/apply-patch+yaml": "apply",
 }
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    content_type: str
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def flag(self, name: str) -> bool:
-        return self.query.get(name, "").lower() in ("true", "1")
 
 
 @dataclass
