@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 
+from . import admission_rbac as rbac
+from . import admission_workloads as workloads
 from . import errors
 from .resources import ResourceType
-from .selectors import SelectorError, label_selector_from_object
 
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -18,32 +18,11 @@ _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 def default(resource: ResourceType, obj: dict) -> dict:
     """Fill the defaults the real server fills, so templates compare equal the way controllers expect."""
     kind = resource.kind
-    if kind in ("Deployment", "ReplicaSet"):
-        spec = obj.setdefault("spec", {})
-        spec.setdefault("replicas", 1)
-        if kind == "Deployment":
-            spec.setdefault("revisionHistoryLimit", 10)
-            spec.setdefault("progressDeadlineSeconds", 600)
-            strategy = spec.setdefault("strategy", {})
-            strategy.setdefault("type", "RollingUpdate")
-            if strategy["type"] == "RollingUpdate":
-                rolling = strategy.setdefault("rollingUpdate", {})
-                rolling.setdefault("maxUnavailable", "25%")
-                rolling.setdefault("maxSurge", "25%")
-        template = spec.setdefault("template", {})
-        template.setdefault("metadata", {}).setdefault("creationTimestamp", None)
-        _default_pod_spec(template.setdefault("spec", {}))
-    elif kind == "Pod":
-        _default_pod_spec(obj.setdefault("spec", {}))
-        obj.setdefault("status", {}).setdefault("phase", "Pending")
-        obj["status"].setdefault("qosClass", "BestEffort")
+    workload_default = workloads.DEFAULTS.get(kind) or rbac.DEFAULTS.get(kind)
+    if workload_default is not None:
+        workload_default(obj)
     elif kind == "Service":
-        spec = obj.setdefault("spec", {})
-        spec.setdefault("type", "ClusterIP")
-        spec.setdefault("sessionAffinity", "None")
-        for port in spec.get("ports") or []:
-            port.setdefault("protocol", "TCP")
-            port.setdefault("targetPort", port.get("port"))
+        _default_service(obj.setdefault("spec", {}))
     elif kind == "Secret":
         obj.setdefault("type", "Opaque")
         if "stringData" in obj:  # write-only convenience field, folded into data as the real server does
@@ -61,25 +40,16 @@ def default(resource: ResourceType, obj: dict) -> dict:
     return obj
 
 
-def _default_pod_spec(spec: dict) -> None:
-    spec.setdefault("restartPolicy", "Always")
-    spec.setdefault("terminationGracePeriodSeconds", 30)
-    spec.setdefault("dnsPolicy", "ClusterFirst")
-    spec.setdefault("securityContext", {})
-    spec.setdefault("schedulerName", "default-scheduler")
-    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
-        if not isinstance(container, dict):
-            continue
-        image = str(container.get("image", ""))
-        tag = image.rsplit("/", 1)[-1]
-        latest = ":" not in tag or tag.endswith(":latest")
-        container.setdefault("imagePullPolicy", "Always" if latest and "@" not in tag else "IfNotPresent")
-        container.setdefault("terminationMessagePath", "/dev/termination-log")
-        container.setdefault("terminationMessagePolicy", "File")
-        container.setdefault("resources", {})
-        for port in container.get("ports") or []:
-            if isinstance(port, dict):
-                port.setdefault("protocol", "TCP")
+def _default_service(spec: dict) -> None:
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    if spec["type"] != "ExternalName":
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    if spec["type"] in ("NodePort", "LoadBalancer"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    for port in spec.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+        port.setdefault("targetPort", port.get("port"))
 
 
 def validate(resource: ResourceType, obj: dict, old: dict | None = None) -> None:
@@ -109,84 +79,6 @@ def validate(resource: ResourceType, obj: dict, old: dict | None = None) -> None
         raise errors.invalid(resource.kind, name, causes, resource.group)
 
 
-def _check_pod_spec(spec: object, path: str, causes: list[tuple[str, str]]) -> None:
-    if not isinstance(spec, dict):
-        causes.append((path, "Required value"))
-        return
-    containers = spec.get("containers")
-    if not isinstance(containers, list) or not containers:
-        causes.append((f"{path}.containers", "Required value"))
-        return
-    seen: set[str] = set()
-    for i, container in enumerate(containers):
-        where = f"{path}.containers[{i}]"
-        if not isinstance(container, dict):
-            causes.append((where, "Invalid value: must be an object"))
-            continue
-        cname = container.get("name")
-        if not cname or not isinstance(cname, str):
-            causes.append((f"{where}.name", "Required value"))
-        elif cname in seen:
-            causes.append((f"{where}.name", f'Duplicate value: "{cname}"'))
-        else:
-            seen.add(cname)
-        if not container.get("image") or not isinstance(container.get("image"), str):
-            causes.append((f"{where}.image", "Required value"))
-
-
-def _check_workload(obj: dict, old: dict | None, causes: list[tuple[str, str]]) -> None:
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        causes.append(("spec", "Required value"))
-        return
-    replicas = spec.get("replicas")
-    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        causes.append(("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0"))
-    selector = spec.get("selector")
-    if not isinstance(selector, dict) or not selector:
-        causes.append(("spec.selector", "Required value"))
-        return
-    try:
-        parsed = label_selector_from_object(selector)
-    except SelectorError as exc:
-        causes.append(("spec.selector", f"Invalid value: {exc}"))
-        return
-    template = spec.get("template") or {}
-    labels = (template.get("metadata") or {}).get("labels") or {}
-    if parsed.empty:
-        causes.append(("spec.selector", "Invalid value: empty selector is invalid for deployment"))
-    elif not parsed.matches(labels):
-        causes.append(("spec.template.metadata.labels",
-                       f"Invalid value: {_go_string_map(labels)}: `selector` does not match template `labels`"))
-    _check_pod_spec(template.get("spec"), "spec.template.spec", causes)
-    if old is not None and old.get("spec", {}).get("selector") != selector:
-        causes.append(("spec.selector", f"Invalid value: {selector!r}: field is immutable"))
-    deadline = spec.get("progressDeadlineSeconds")
-    if deadline is not None and (not isinstance(deadline, int) or deadline <= spec.get("minReadySeconds", 0)):
-        causes.append(("spec.progressDeadlineSeconds",
-                       f"Invalid value: {deadline!r}: must be greater than minReadySeconds"))
-
-
-def _go_string_map(labels: object) -> str:
-    """Go's %#v of a map[string]string, as field.Invalid prints it: map[string]string{"app":"web"}."""
-    if not isinstance(labels, dict):
-        return repr(labels)
-    return "map[string]string{" + ", ".join(f"{json.dumps(str(k))}:{json.dumps(str(v))}"
-                                             for k, v in sorted(labels.items())) + "}"
-
-
-def _check_pod(obj: dict, old: dict | None, causes: list[tuple[str, str]]) -> None:
-    _check_pod_spec(obj.get("spec"), "spec", causes)
-    if old is not None:
-        was, now = old.get("spec", {}), obj.get("spec", {})
-        if {k: v for k, v in was.items() if k not in ("containers", "activeDeadlineSeconds", "tolerations")} != \
-           {k: v for k, v in now.items() if k not in ("containers", "activeDeadlineSeconds", "tolerations")}:
-            if was.get("nodeName") != now.get("nodeName") and not was.get("nodeName"):
-                return  # binding a pending pod to a node
-            causes.append(("spec", "Forbidden: pod updates may not change fields other than `spec.containers[*]."
-                                   "image`, `spec.activeDeadlineSeconds` or `spec.tolerations`"))
-
-
 def _check_secret(obj: dict, old: dict | None, causes: list[tuple[str, str]]) -> None:
     for key, value in (obj.get("data") or {}).items():
         if not _SECRET_KEY.match(key):
@@ -201,10 +93,15 @@ def _check_secret(obj: dict, old: dict | None, causes: list[tuple[str, str]]) ->
 
 
 def _check_service(obj: dict, old: dict | None, causes: list[tuple[str, str]]) -> None:
-    for i, port in enumerate((obj.get("spec") or {}).get("ports") or []):
+    spec = obj.get("spec") or {}
+    for i, port in enumerate(spec.get("ports") or []):
         number = port.get("port") if isinstance(port, dict) else None
         if not isinstance(number, int) or not 0 < number < 65536:
             causes.append((f"spec.ports[{i}].port", f"Invalid value: {number!r}: must be between 1 and 65535"))
+    was = (old or {}).get("spec") or {}
+    if was.get("clusterIPs") and spec.get("clusterIPs") and spec["clusterIPs"][0] != was["clusterIPs"][0] \
+            and "ExternalName" not in (spec.get("type"), was.get("type")):
+        causes.append(("spec.clusterIPs[0]", f'Invalid value: "{spec["clusterIPs"][0]}": may not change once set'))
 
 
 def _check_pdb(obj: dict, old: dict | None, causes: list[tuple[str, str]]) -> None:
@@ -224,7 +121,7 @@ def _check_certificate(obj: dict, old: dict | None, causes: list[tuple[str, str]
 
 
 _CHECKS = {
-    "Deployment": _check_workload, "ReplicaSet": _check_workload, "Pod": _check_pod,
+    **workloads.CHECKS, **rbac.CHECKS,
     "Secret": _check_secret, "Service": _check_service, "PodDisruptionBudget": _check_pdb,
     "Certificate": _check_certificate,
 }

@@ -14,7 +14,7 @@ from ..common.errors import HttpError
 from ..common.faults import Fault
 from ..common.http import Handler, Request
 from ..common.standin import StandIn, StandInConfig
-from . import admission, errors, http
+from . import admission, errors, http, strategy
 from .api import Api
 from .controllers import ControllerManager
 from .eviction import install as install_pod_subresources
@@ -116,20 +116,22 @@ class Sandbox(StandIn):
         return [copy_of(o) for o in self.store.items(self.resource(kind), namespace)]
 
     def apply_object(self, obj: dict) -> dict:
-        """Create or replace one object as a server-side write would (defaults, validation)."""
+        """Create or replace one object as a server-side write would (defaults, allocations, validation)."""
         obj = copy_of(obj)
         resource = _resource_for(obj)
         meta = obj.setdefault("metadata", {})
         if resource.namespaced:
             meta.setdefault("namespace", "default")
+        meta.pop("uid", None)
         admission.default(resource, obj)
         with self.store.lock:
             existing = self.store.find(resource, meta.get("namespace"), meta.get("name", ""))
-            admission.validate(resource, obj, existing)
             if existing is None:
-                if resource.kind not in ("Node", "Pod", "Namespace"):
-                    obj.pop("status", None)
+                strategy.prepare_for_create(self.store, resource, obj)
+                admission.validate(resource, obj)
                 return self.store.create(resource, obj)
+            strategy.prepare_for_update(self.store, resource, obj, existing)
+            admission.validate(resource, obj, existing)
             if resource.has_status:
                 obj["status"] = existing.get("status", {})
             return self.store.replace(resource, obj)
