@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from sandbox.controllers.certificates import CertificateController, parse_go_duration
+from sandbox.kubernetes.controllers.certificates import CertificateController, parse_go_duration
 from sandbox.server import Sandbox, SandboxConfig
 
 NS = "certs"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from sandbox.patching import (
+from sandbox.kubernetes.patching import (
     PatchError,
     StrategicMergeUnsupported,
     apply_json_patch,

@@ -14,9 +14,9 @@ import pytest
 from kubernetes.client import V1DeleteOptions, V1Eviction, V1ObjectMeta
 from kubernetes.client.rest import ApiException
 
-from sandbox.controllers.nodes import NodeController
-from sandbox.controllers.pdb import DisruptionController
-from sandbox.controllers.pods import Kubelet, Scheduler, crash_schedule, normalize_image
+from sandbox.kubernetes.controllers.nodes import NodeController
+from sandbox.kubernetes.controllers.pdb import DisruptionController
+from sandbox.kubernetes.controllers.pods import Kubelet, Scheduler, crash_schedule, normalize_image
 from sandbox.server import Sandbox, SandboxConfig
 
 NS = "default"

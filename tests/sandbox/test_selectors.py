@@ -3,7 +3,7 @@ k8s.io/apimachinery pkg/labels + pkg/fields and the real server's field-label co
 
 import pytest
 
-from sandbox.selectors import (
+from sandbox.kubernetes.selectors import (
     FieldSelector, SelectorError, label_selector_from_object, object_fields,
     parse_field_selector, parse_label_selector, supported_fields,
 )

@@ -1,4 +1,8 @@
-"""Fault injection: make chosen requests fail, slow down, drop, or cut a watch mid-stream."""
+"""Fault injection: make chosen requests fail, slow down, drop, or cut a stream (a watch) mid-way.
+
+Rules match on a verb each service maps its requests onto (the Kubernetes verbs; ARM and GitHub map their
+methods the same way) and a glob on the path. What a failed request's body and headers look like is the
+service's business (`StandIn.fault_error` and `render_error`)."""
 from __future__ import annotations
 
 import fnmatch
@@ -13,10 +17,10 @@ VERBS = WRITE_VERBS | {"get", "list", "watch", "write", "read", "*"}
 
 @dataclass
 class Fault:
-    """One rule. `verb` is a Kubernetes verb (get, list, watch, create, update, patch, delete), `write`,
+    """One rule. `verb` is get, list, watch, create, update, patch, delete, deletecollection, `write`,
     `read`, or `*`; `path` is a glob on the URL path. What happens: `status` (429/500/503...) with optional
     `retry_after`, `latency` seconds before answering, `drop` the connection without an answer, or
-    `cut_watch_after` seconds into a watch stream. `probability` and `times` bound how often it fires."""
+    `cut_watch_after` seconds into a streamed answer. `probability` and `times` bound how often it fires."""
 
     verb: str = "*"
     path: str = "*"

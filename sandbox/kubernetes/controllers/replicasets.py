@@ -60,7 +60,7 @@ class ReplicaSetController(Controller):
                             "labels": dict(meta.get("labels") or {}), "ownerReferences": [owner_reference(rs)]},
                "spec": dict(template.get("spec") or {}),
                "status": {"phase": "Pending", "qosClass": "BestEffort"}}
-        self.store.create(self.kind("Pod"), pod)
+        self.create_pod(pod)
 
     def _update_status(self, rs: dict, pods: list[dict]) -> None:
         min_ready = rs["spec"].get("minReadySeconds", 0)

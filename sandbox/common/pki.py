@@ -1,4 +1,5 @@
-"""Generated X.509 material: the sandbox's CA and serving certificate, and certificates cert-manager issues."""
+"""Generated X.509 material: a stand-in's CA and serving certificate, and leaf certificates signed by it
+(the Kubernetes stand-in's cert-manager issues these too)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -29,7 +30,7 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def generate_ca(common_name: str = "kube-sandbox-ca", days: int = 3650) -> KeyPair:
+def generate_ca(common_name: str = "sandbox-ca", days: int = 3650) -> KeyPair:
     key = _key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)

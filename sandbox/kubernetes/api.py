@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import admission, errors, patching
+from ..common.http import Request
+from . import admission, errors, patching, strategy
 from .resources import ResourceType
 from .routing import Target
 from .selectors import (SelectorError, label_selector_from_object, object_fields, parse_field_selector,
@@ -24,19 +25,6 @@ PATCH_TYPES = {
     "application/strategic-merge-patch+json": "strategic",
     "application/apply-patch+yaml": "apply",
 }
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    content_type: str
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def flag(self, name: str) -> bool:
-        return self.query.get(name, "").lower() in ("true", "1")
 
 
 @dataclass
@@ -103,7 +91,7 @@ class Api:
             raise errors.bad_request(f"the object provided is unrecognized: {exc}") from None
 
     def decode_object(self, request: Request, target: Target, *, kind: str | None = None) -> dict:
-        if "yaml" in request.content_type:
+        if "yaml" in request.content_type or "protobuf" in request.content_type:
             raise errors.unsupported_media_type("the body of the request was in an unknown format - accepted "
                                                 "media types include: application/json")
         obj = self.decode_json(request)
@@ -147,10 +135,10 @@ class Api:
         meta.pop("uid", None)
         resource = target.resource
         admission.default(resource, obj)
-        admission.validate(resource, obj)
-        if resource.has_status and resource.kind not in ("Pod", "Namespace"):
-            obj.pop("status", None)
-        stored = self.store.create(resource, obj, dry_run=is_dry_run(request))
+        with self.store.lock:                     # allocations (ClusterIPs, NodePorts) and the write as one
+            strategy.prepare_for_create(self.store, resource, obj)
+            admission.validate(resource, obj)
+            stored = self.store.create(resource, obj, dry_run=is_dry_run(request))
         return Response(201, stored)
 
     def update(self, request: Request, target: Target, obj: dict, *, dry_run: bool | None = None) -> Response:
@@ -163,6 +151,7 @@ class Api:
             elif resource.has_status:
                 obj.pop("status", None)
             admission.default(resource, obj)
+            strategy.prepare_for_update(self.store, resource, obj, old)
             admission.validate(resource, obj, old)
             dry = is_dry_run(request) if dry_run is None else dry_run
             return Response(200, self.store.replace(resource, obj, dry_run=dry))

@@ -70,6 +70,8 @@ TYPES: dict[str, dict[str, FieldMeta]] = {
         "strategy": (RETAIN_KEYS, None, None),
     },
     "ReplicaSetSpec": {"template": (None, None, "PodTemplateSpec")},
+    "DaemonSetSpec": {"template": (None, None, "PodTemplateSpec")},
+    "JobSpec": {"template": (None, None, "PodTemplateSpec")},
     "ConditionsStatus": _conditions(),
     # Roots, named after their kinds.
     "Namespace": _object(None, "ConditionsStatus"),
@@ -84,11 +86,16 @@ TYPES: dict[str, dict[str, FieldMeta]] = {
     "PodDisruptionBudget": _object(None, "ConditionsStatus"),
     "HorizontalPodAutoscaler": _object(None, "ConditionsStatus"),
     "Scale": _object(),
+    "DaemonSet": _object("DaemonSetSpec", "ConditionsStatus"),
+    "Job": _object("JobSpec", "ConditionsStatus"),
+    "ServiceAccount": {"metadata": _META, "secrets": (MERGE, "name", None)},
+    "Role": _object(), "ClusterRole": _object(), "RoleBinding": _object(), "ClusterRoleBinding": _object(),
 }
 
 KIND_ROOTS: dict[str, str] = {kind: kind for kind in (
     "Namespace", "Node", "Pod", "Service", "Secret", "ConfigMap", "Event", "Deployment", "ReplicaSet",
-    "PodDisruptionBudget", "HorizontalPodAutoscaler", "Scale",
+    "PodDisruptionBudget", "HorizontalPodAutoscaler", "Scale", "DaemonSet", "Job", "ServiceAccount",
+    "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
 )}
 
 

@@ -124,3 +124,40 @@ def _free_ip(used: set[str | None]) -> str:
         if address not in used:
             return address
     return "10.240.0.254"
+
+
+def node_affinity_matches(pod_spec: dict, node: dict) -> bool:
+    """Whether the node satisfies the pod's nodeSelector and required node affinity (NodeSelectorTerms are
+    ORed; an empty term matches nothing; matchFields know metadata.name, as the scheduler does)."""
+    labels = node["metadata"].get("labels") or {}
+    if any(labels.get(k) != v for k, v in (pod_spec.get("nodeSelector") or {}).items()):
+        return False
+    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = required.get("nodeSelectorTerms")
+    if not terms:
+        return True
+    fields = {"metadata.name": node["metadata"]["name"]}
+    return any((term.get("matchExpressions") or term.get("matchFields"))
+               and all(_requirement(r, labels) for r in term.get("matchExpressions") or ())
+               and all(_requirement(r, fields) for r in term.get("matchFields") or ()) for term in terms)
+
+
+def _requirement(requirement: dict, values: dict) -> bool:
+    key, op, wanted = requirement.get("key"), requirement.get("operator"), requirement.get("values") or []
+    present, value = key in values, values.get(key)
+    if op == "In":
+        return present and value in wanted
+    if op == "NotIn":
+        return not present or value not in wanted
+    if op == "Exists":
+        return present
+    if op == "DoesNotExist":
+        return not present
+    if op in ("Gt", "Lt") and present and len(wanted) == 1:
+        try:
+            number, bound = int(value), int(wanted[0])
+        except (TypeError, ValueError):
+            return False
+        return number > bound if op == "Gt" else number < bound
+    return False

@@ -13,7 +13,8 @@ import time
 
 from ..store import now_rfc3339
 from . import Controller
-from .nodes import UNSCHEDULABLE_TAINT, condition_status, effective_taints, internal_ip, node_ready, tolerates
+from .nodes import (UNSCHEDULABLE_TAINT, condition_status, effective_taints, internal_ip, node_affinity_matches,
+                    node_ready, tolerates)
 
 TERMINAL = ("Succeeded", "Failed")
 BACKOFF_START, BACKOFF_CAP = 10, 300          # kubelet crash back-off, simulated seconds
@@ -116,8 +117,7 @@ def _misfit(pod: dict, node: dict) -> str | None:
     for taint in effective_taints(node):
         if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(tolerations, taint):
             return f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value', '')}}}"
-    labels = node["metadata"].get("labels") or {}
-    if any(labels.get(k) != v for k, v in (pod["spec"].get("nodeSelector") or {}).items()):
+    if not node_affinity_matches(pod["spec"], node):
         return "node(s) didn't match Pod's node affinity/selector"
     return None
 
@@ -185,10 +185,17 @@ class Kubelet(Controller):
         containers = [self._container(pod, c, ready_at, now) for c in pod["spec"].get("containers") or []]
         status["containerStatuses"] = containers
         unready = [c["name"] for c in containers if not c["ready"]]
+        ended = [c["state"]["terminated"] for c in containers if "terminated" in c["state"]]
         for kind in ("PodReadyToStartContainers", "Initialized"):
             set_condition(status, kind, "True", self._stamp(taken))
+        if containers and len(ended) == len(containers):       # run to completion: the pod is done
+            status["phase"] = "Succeeded" if all(e["exitCode"] == 0 for e in ended) else "Failed"
+            finished = max(e["finishedAt"] for e in ended)
+            set_condition(status, "PodReadyToStartContainers", "False", finished)
         for kind in ("Ready", "ContainersReady"):
-            if unready:
+            if ended and len(ended) == len(containers):
+                set_condition(status, kind, "False", max(e["finishedAt"] for e in ended), "PodCompleted")
+            elif unready:
                 set_condition(status, kind, "False", self._stamp(taken), "ContainersNotReady",
                               f"containers with unready status: [{' '.join(unready)}]")
             else:
@@ -207,7 +214,16 @@ class Kubelet(Controller):
         if now < ready_at:
             return status
         status["imageID"] = image_id(image)
-        if "crashloop" not in image:
+        crashes, policy = "crashloop" in image, pod["spec"].get("restartPolicy", "Always")
+        if policy != "Always" and not (crashes and policy == "OnFailure"):     # runs once, then exits
+            finished = ready_at if crashes else ready_at + self.config.job_run_seconds
+            if now >= finished:
+                status.update(containerID=_container_id(pod, name, 0), state={"terminated": {
+                    "exitCode": 1 if crashes else 0, "reason": "Error" if crashes else "Completed",
+                    "startedAt": self._stamp(ready_at), "finishedAt": self._stamp(finished),
+                    "containerID": _container_id(pod, name, 0)}})
+                return status
+        if not crashes:
             status.update(ready=True, started=True, containerID=_container_id(pod, name, 0),
                           state={"running": {"startedAt": self._stamp(ready_at)}})
             return status
@@ -223,7 +239,10 @@ class Kubelet(Controller):
         return status
 
     def _ip_for(self, pod: dict, host: str, used: set) -> str:
-        """A stable pod IP in the node's 10.244.<n>.0/24 (n from the node's address), unique among pods."""
+        """A stable pod IP in the node's 10.244.<n>.0/24 (n from the node's address), unique among pods;
+        a hostNetwork pod has its node's."""
+        if pod["spec"].get("hostNetwork"):
+            return host
         uid, subnet = pod["metadata"]["uid"], host.rsplit(".", 1)[-1]
         if uid not in self._ips:
             self._ips[uid] = (pod.get("status") or {}).get("podIP") or next(
@@ -248,9 +267,10 @@ class Kubelet(Controller):
             told[name] = cstatus["restartCount"] + 1
             self._event(pod, "Created", f"Created container {name}")
             self._event(pod, "Started", f"Started container {name}")
-            crash = cstatus["lastState"].get("terminated")
-            self._write_logs(pod, name, image, (crash or cstatus["state"].get("running", {}))["startedAt"],
-                             crash is not None)
+            ended = cstatus["lastState"].get("terminated") or cstatus["state"].get("terminated")
+            crash = ended if ended and ended["exitCode"] else None
+            self._write_logs(pod, name, image, (ended or cstatus["state"].get("running", {}))["startedAt"],
+                             crash is not None, finished=ended is not None and crash is None)
             if crash:
                 self._event(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
                                             f"{meta['name']}_{meta['namespace']}({meta['uid']})", "Warning")
@@ -266,9 +286,11 @@ class Kubelet(Controller):
                 return
         self.record_event(pod, reason, message, type=type)
 
-    def _write_logs(self, pod: dict, name: str, image: str, stamp: str, crash: bool) -> None:
+    def _write_logs(self, pod: dict, name: str, image: str, stamp: str, crash: bool, finished: bool = False) -> None:
         lines = [f"{stamp} INFO starting {image}"]
-        if crash:
+        if finished:
+            lines += [f"{stamp} INFO work done, exiting"]
+        elif crash:
             lines += [f"{stamp} INFO loading configuration from /etc/app/config.yaml",
                       f"panic: {image}: configuration invalid", "", "goroutine 1 [running]:", "main.main()",
                       "\t/app/main.go:42 +0x1d"]

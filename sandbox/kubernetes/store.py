@@ -144,10 +144,12 @@ class Store:
             name = meta["name"]
             if (namespace, name) in self._objects[resource.key]:
                 raise errors.already_exists(resource.plural, name, resource.group)
-            meta["uid"] = str(uuid.uuid4())
+            meta["uid"] = meta.get("uid") or str(uuid.uuid4())     # preset only by a strategy (Job selectors)
             meta["creationTimestamp"] = now_rfc3339()
-            if "spec" in obj or resource.kind in ("Deployment", "ReplicaSet", "Certificate"):
+            if resource.generation:
                 meta["generation"] = 1
+            else:
+                meta.pop("generation", None)
             meta.pop("deletionTimestamp", None)
             if dry_run:
                 meta["resourceVersion"] = str(self._rv)
@@ -178,7 +180,9 @@ class Store:
                     meta[key] = old_meta[key]
                 else:
                     meta.pop(key, None)
-            if "generation" in old_meta:
+            if not resource.generation:
+                meta.pop("generation", None)
+            elif "generation" in old_meta:
                 bumped = old.get("spec") != obj.get("spec")
                 meta["generation"] = old_meta["generation"] + (1 if bumped else 0)
             if old == {**obj, "metadata": {**meta, "resourceVersion": old_meta["resourceVersion"]}}:

@@ -29,6 +29,8 @@ class ResourceType:
     verbs: tuple[str, ...] = ALL_VERBS
     has_status: bool = True   # whether a `status` subresource separates spec from status writes
     list_kind: str = field(default="")
+    generation: bool = False  # whether the registry tracks metadata.generation (set on create, bumped by spec)
+    initial_status: dict | None = None   # the status a create answers with (PrepareForCreate); None: none
 
     @property
     def api_version(self) -> str:
@@ -49,27 +51,47 @@ class ResourceType:
 _STATUS = Subresource("status", "")  # kind filled per resource in discovery
 _SCALE = Subresource("scale", "Scale", "autoscaling", "v1")
 
+_ALL = ("all",)
+_NO_COLLECTION_DELETE = ("create", "delete", "get", "list", "patch", "update", "watch")
+RBAC = "rbac.authorization.k8s.io"
+
+# In discovery order: core, then the groups in the order the real server lists them, custom resources last.
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "Namespace", False, "namespace", ("ns",),
-                 subresources=(_STATUS,), verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
+                 subresources=(_STATUS,), verbs=_NO_COLLECTION_DELETE),
     ResourceType("", "v1", "nodes", "Node", False, "node", ("no",), subresources=(_STATUS,)),
-    ResourceType("", "v1", "pods", "Pod", True, "pod", ("po",), ("all",),
+    ResourceType("", "v1", "pods", "Pod", True, "pod", ("po",), _ALL,
                  subresources=(_STATUS, Subresource("log", "Pod", verbs=("get",)),
                                Subresource("eviction", "Eviction", "policy", "v1", verbs=("create",)))),
-    ResourceType("", "v1", "services", "Service", True, "service", ("svc",), ("all",), subresources=(_STATUS,)),
+    ResourceType("", "v1", "services", "Service", True, "service", ("svc",), _ALL, subresources=(_STATUS,),
+                 initial_status={"loadBalancer": {}}),
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, "serviceaccount", ("sa",), has_status=False),
     ResourceType("", "v1", "secrets", "Secret", True, "secret", has_status=False),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, "configmap", ("cm",), has_status=False),
     ResourceType("", "v1", "events", "Event", True, "event", ("ev",), has_status=False),
-    ResourceType("apps", "v1", "deployments", "Deployment", True, "deployment", ("deploy",), ("all",),
-                 subresources=(_STATUS, _SCALE)),
-    ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, "replicaset", ("rs",), ("all",),
-                 subresources=(_STATUS, _SCALE)),
-    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, "poddisruptionbudget",
-                 ("pdb",), subresources=(_STATUS,)),
+    ResourceType("apps", "v1", "deployments", "Deployment", True, "deployment", ("deploy",), _ALL,
+                 subresources=(_STATUS, _SCALE), generation=True, initial_status={}),
+    ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, "replicaset", ("rs",), _ALL,
+                 subresources=(_STATUS, _SCALE), generation=True, initial_status={"replicas": 0}),
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, "daemonset", ("ds",), _ALL,
+                 subresources=(_STATUS,), generation=True,
+                 initial_status={"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                                 "numberReady": 0}),
     ResourceType("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
-                 "horizontalpodautoscaler", ("hpa",), ("all",), subresources=(_STATUS,)),
+                 "horizontalpodautoscaler", ("hpa",), _ALL, subresources=(_STATUS,), generation=True,
+                 initial_status={"desiredReplicas": 0}),
+    ResourceType("batch", "v1", "jobs", "Job", True, "job", (), _ALL, subresources=(_STATUS,), generation=True,
+                 initial_status={}),
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, "poddisruptionbudget",
+                 ("pdb",), subresources=(_STATUS,), generation=True,
+                 initial_status={"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}),
+    ResourceType(RBAC, "v1", "clusterrolebindings", "ClusterRoleBinding", False, "clusterrolebinding",
+                 has_status=False),
+    ResourceType(RBAC, "v1", "clusterroles", "ClusterRole", False, "clusterrole", has_status=False),
+    ResourceType(RBAC, "v1", "rolebindings", "RoleBinding", True, "rolebinding", has_status=False),
+    ResourceType(RBAC, "v1", "roles", "Role", True, "role", has_status=False),
     ResourceType("cert-manager.io", "v1", "certificates", "Certificate", True, "certificate",
-                 ("cert", "certs"), ("cert-manager",), subresources=(_STATUS,)),
+                 ("cert", "certs"), ("cert-manager",), subresources=(_STATUS,), generation=True),
 )
 
 BY_KEY: dict[tuple[str, str], ResourceType] = {r.key: r for r in RESOURCES}

@@ -1,4 +1,4 @@
-"""Every request the sandbox served, so tests can assert exactly what a client sent."""
+"""Every request a stand-in served, so tests can assert exactly what a client sent."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ class LoggedRequest:
     query: dict[str, str]
     content_type: str
     body: Any            # parsed JSON when it parses, else text, else None
-    verb: str            # the Kubernetes verb (get, list, watch, create, update, patch, delete, ...)
+    verb: str            # the service's verb for it (get, list, watch, create, update, patch, delete, ...)
     status: int          # the status answered (0: the connection was dropped)
     user_agent: str = ""
 

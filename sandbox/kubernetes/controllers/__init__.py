@@ -39,6 +39,12 @@ class Controller:
     def kind(self, kind: str) -> ResourceType:
         return BY_KIND[kind]
 
+    def create_pod(self, pod: dict) -> dict:
+        """Create a pod as a controller does: through the API, so pod defaulting and admission apply."""
+        from ..admission_workloads import default_pod
+        default_pod(pod)
+        return self.store.create(BY_KIND["Pod"], pod)
+
     def record_event(self, involved: dict, reason: str, message: str, *, type: str = "Normal",
                      component: str | None = None) -> None:
         """Write a core/v1 Event about `involved`, as controllers and kubelets do."""
@@ -76,14 +82,18 @@ class ControllerManager:
 
     def build(self) -> list[Controller]:
         from .certificates import CertificateController
+        from .daemonsets import DaemonSetController
         from .deployments import DeploymentController
+        from .jobs import JobController
         from .nodes import NodeController
         from .pdb import DisruptionController
         from .pods import Kubelet, Scheduler
         from .replicasets import ReplicaSetController
-        return [NodeController(self.sandbox), DeploymentController(self.sandbox),
-                ReplicaSetController(self.sandbox), Scheduler(self.sandbox), Kubelet(self.sandbox),
-                DisruptionController(self.sandbox), CertificateController(self.sandbox)]
+        from .serviceaccounts import ServiceAccountController
+        return [NodeController(self.sandbox), ServiceAccountController(self.sandbox),
+                DeploymentController(self.sandbox), ReplicaSetController(self.sandbox),
+                DaemonSetController(self.sandbox), JobController(self.sandbox), Scheduler(self.sandbox),
+                Kubelet(self.sandbox), DisruptionController(self.sandbox), CertificateController(self.sandbox)]
 
     def start(self) -> None:
         self.controllers = self.build()

@@ -15,7 +15,7 @@ import copy
 import re
 from typing import Any
 
-from sandbox.patching_schema import KIND_ROOTS, lookup
+from .patching_schema import KIND_ROOTS, lookup
 
 __all__ = ["PatchError", "StrategicMergeUnsupported", "apply_merge_patch", "apply_json_patch",
            "apply_strategic_merge_patch"]

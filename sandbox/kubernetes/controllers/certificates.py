@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from .. import errors, pki
+from ...common import pki
+from .. import errors
 from ..store import copy_of
 from . import Controller
 

@@ -3,35 +3,55 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..common.errors import HttpError
 
-class ApiError(Exception):
+
+class ApiError(HttpError):
     """An error answered to the client as a `meta/v1 Status` with the real server's code and reason."""
 
     def __init__(self, code: int, reason: str, message: str, *, details: dict[str, Any] | None = None,
                  headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
+        super().__init__(code, reason, message, headers=headers)
         self.details = details
-        self.headers = headers or {}
 
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code,
-        }
-        if self.details:
-            body["details"] = self.details
-        return body
+        return status_body(self.code, self.reason, self.message, self.details)
+
+
+def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A failure Status with its fields in the order the real server writes them (metav1.Status:
+    kind, apiVersion, metadata, status, message, reason, details, code)."""
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                            "message": message, "reason": reason}
+    if details:
+        body["details"] = ordered_details(details)
+    body["code"] = code
+    return body
+
+
+# metav1.StatusDetails field order
+_DETAIL_ORDER = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+
+
+def ordered_details(details: dict[str, Any]) -> dict[str, Any]:
+    return {key: details[key] for key in sorted(details, key=lambda k: (
+        _DETAIL_ORDER.index(k) if k in _DETAIL_ORDER else len(_DETAIL_ORDER)))}
+
+
+def from_http_error(error: HttpError) -> ApiError:
+    """A shared-layer error (admin endpoints, request size, authentication) as a Status-carrying ApiError."""
+    if isinstance(error, ApiError):
+        return error
+    return ApiError(error.code, error.reason, error.message, headers=dict(error.headers))
 
 
 def _details(kind: str, name: str | None, group: str = "") -> dict[str, Any]:
-    details: dict[str, Any] = {"kind": kind}
+    details: dict[str, Any] = {}
     if name:
         details["name"] = name
     if group:
         details["group"] = group
+    details["kind"] = kind
     return details
 
 
