@@ -5,6 +5,7 @@ per-schedule parameters) and event triggers, served by one process that polls th
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
-PREFECT_YAML = ROOT / "prefect.yaml"
+# RUNBOOKS_PREFECT_YAML serves another declaration (the end-to-end tests serve a test runbook too).
+PREFECT_YAML = Path(os.environ.get("RUNBOOKS_PREFECT_YAML") or ROOT / "prefect.yaml")
 
 
 def declared_deployments(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:

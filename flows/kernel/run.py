@@ -10,6 +10,7 @@ Prefect turns into the UI form and `runbooks docs` into the runbook's page.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from contextlib import ExitStack
 from typing import Any, Callable, TypeVar
 
@@ -86,8 +87,8 @@ class Runbook:
         if self.run_id is not None:
             _ACTIVE.add(self.run_id)
             _RECENT.append(self.run_id)
-        self.log.info("%s started for %s (trigger: %s%s)", self.name, self.environment_name, self.record.trigger.kind,
-                      ", dry run" if self.dry_run else "")
+        self.log.info("%s started for %s (trigger: %s%s; process %d)", self.name, self.environment_name,
+                      self.record.trigger.kind, ", dry run" if self.dry_run else "", os.getpid())
         try:
             self._check_request()
             self.catalog = load_catalog()
