@@ -32,7 +32,12 @@ def stack(request, tmp_path_factory):
 
 
 def api(stack: Stack, method: str, path: str, **kwargs) -> httpx.Response:
-    response = httpx.request(method, f"{stack.api_url}{path}", timeout=15, **kwargs)
+    """One API call; retried on 503 as Prefect's own client does (SQLite answers "database is locked")."""
+    for attempt in range(10):
+        response = httpx.request(method, f"{stack.api_url}{path}", timeout=15, **kwargs)
+        if response.status_code != 503:
+            break
+        time.sleep(1)
     response.raise_for_status()
     return response
 
@@ -50,8 +55,8 @@ def state_of(stack: Stack, run_id: str) -> dict:
 
 def journal(stack: Stack, run_id: str) -> list[str]:
     artifacts = api(stack, "POST", "/artifacts/filter", json={"artifacts": {
-        "flow_run_id": {"any_": [run_id]}, "key": {"like_": "runbook-change-%"}}, "sort": "CREATED_ASC"}).json()
-    return [a["metadata_"]["status"] for a in artifacts]
+        "flow_run_id": {"any_": [run_id]}, "key": {"like_": "runbook-change-%"}}}).json()
+    return [a["metadata_"]["status"] for a in sorted(artifacts, key=lambda a: a["created"])]
 
 
 def report(stack: Stack, run_id: str) -> dict | None:
