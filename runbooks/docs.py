@@ -51,8 +51,8 @@ def render(name: str) -> str:
     lines += ["", "## Procedure", "", doc["Procedure"], "", "## Verification", "", doc["Verification"], "",
               "## Rollback", "", doc["Rollback"], "", "## Post-Incident", "", doc["Post-incident"], "",
               "## How it starts", ""]
-    lines.append(f"- Prefect UI: deployment `{flow.name}/{name}`, Run, Custom run; or "
-                 f"`runbooks run {name} --set service=... --set environment=...`.")
+    required = " ".join(f"--set {p}=..." for p in schema.required)
+    lines.append(f"- Prefect UI: deployment `{flow.name}/{name}`, Run, Custom run; or `runbooks run {name} {required}`.")
     for schedule in entry.get("schedules") or []:
         params = ", ".join(f"{k}={v}" for k, v in schedule.get("parameters", {}).items())
         lines.append(f"- Schedule `{schedule['slug']}`: `{schedule['cron']}` {schedule.get('timezone', 'UTC')} ({params}).")
