@@ -88,7 +88,7 @@ class JobController(Controller):
         want = spec.get("parallelism", 1) if completions is None else min(spec.get("parallelism", 1),
                                                                           completions - succeeded)
         if completions is None and succeeded:
-            want = 0                                     # a work queue: once one pod succeeded, start no more
+            want = len(active)              # a work queue: once one pod succeeded, start no more, stop none
         if len(active) > want:
             for pod in active[want:]:
                 self.store.delete(self.kind("Pod"), pod["metadata"]["namespace"], pod["metadata"]["name"])
