@@ -34,7 +34,7 @@ SHOTS = ("01-form.png", "02-paused.png", "03-approve-form.png", "04-completed.pn
 STEP_MS = 60_000                  # every step of the walk-through finishes within a minute, or fails
 BAD_IMAGE = "ghcr.io/example/payments-api:1.5.0-crashloop"
 GOOD_IMAGE = "ghcr.io/example/payments-api:1.4.2"
-REPORT_KEY = "runbook-emergency-rollback-payments-api"
+REPORT_KEY = "runbook-report-emergency-rollback-production-payments-api"
 REASON = "payments-api crash loops after release 1.5.0 (INC-4711)"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-quic", "--no-first-run", "--disable-sync"]
