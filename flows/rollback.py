@@ -30,15 +30,14 @@ from __future__ import annotations
 from kubernetes.client import AppsV1Api, CoreV1Api
 
 from flows.kernel import Runbook, runbook_flow
-from plans.kubernetes import DeploymentState, describe_images, readiness_by_revision
+from plans.kubernetes import DeploymentState, readiness_by_revision
 from plans.record import Check, RunRecord
-from plans.rollback import RUNBOOK, RollbackDecision, plan_rollback
+from plans.rollback import (RUNBOOK, RollbackDecision, check_pod_belongs, next_steps_after_failure,
+                            plan_rollback)
 from plans.targets import DeploymentTarget
 from plans.trigger import AlertContext
-from tasks.errors import PermanentError
-from tasks.kubernetes.deployments import (list_replica_sets, patch_deployment_template, read_deployment,
-                                          read_replica_set_owner)
-from tasks.kubernetes.pods import list_events, list_pods, read_pod
+from tasks.kubernetes.deployments import deployment_of_pod, list_replica_sets, patch_deployment_template, read_deployment
+from tasks.kubernetes.pods import list_events, list_pods
 from tasks.verification import count_ready_pods, deployment_rollout_complete, health_url_answers
 
 NO_UNDO = "a rollback is never undone: that would roll forward to the release it replaced"
@@ -68,7 +67,8 @@ def emergency_rollback(environment: str, service: str, requested_by: str, reason
         target = run.guard(run.catalog.deployment_target(environment, service))
         apps, core = AppsV1Api(run.kubernetes), CoreV1Api(run.kubernetes)
         if pod:
-            _check_pod_belongs(run, apps, core, target, pod)
+            run.record.note("preflight", check_pod_belongs(deployment_of_pod(apps, core, namespace=target.namespace,
+                                                                             pod=pod), target, pod))
         state = read_deployment(apps, namespace=target.namespace, name=target.deployment)
         revisions = list_replica_sets(apps, namespace=target.namespace, deployment=state)
         pods = list_pods(core, namespace=target.namespace, selector=state.selector)
@@ -97,18 +97,6 @@ def emergency_rollback(environment: str, service: str, requested_by: str, reason
     return run.record
 
 
-def _check_pod_belongs(run: Runbook, apps: AppsV1Api, core: CoreV1Api, target: DeploymentTarget, name: str) -> None:
-    """The alert named a pod: it must be one of this service's (pod -> ReplicaSet -> Deployment)."""
-    found = read_pod(core, namespace=target.namespace, name=name)
-    if found is None:
-        run.record.note("preflight", f"pod {name} named by the alert is gone (replaced); acting on {target.resource}")
-        return
-    owner = read_replica_set_owner(apps, namespace=target.namespace, name=found.owner) if found.owner else None
-    if owner != target.deployment:
-        raise PermanentError(f"pod {target.namespace}/{name} belongs to {f'deployment {owner}' if owner else 'no Deployment'}, "
-                             f"not to {target.resource} of service {target.service}; nothing was changed")
-
-
 def _checks(run: Runbook, apps: AppsV1Api, core: CoreV1Api, target: DeploymentTarget, decision: RollbackDecision,
             state: DeploymentState, health_url: str | None) -> list[Check]:
     checks = [deployment_rollout_complete(apps, namespace=target.namespace, name=target.deployment,
@@ -125,12 +113,4 @@ def _next_steps(run: Runbook, core: CoreV1Api, target: DeploymentTarget, decisio
                 pods: list[str]) -> list[str]:
     events = list_events(core, namespace=target.namespace, names=[target.deployment, *pods])
     run.evidence(*[f"event {e.type} {e.reason} {e.object}: {e.message}" for e in events[-5:]])
-    ns, name = target.namespace, target.deployment
-    restored = decision.to_revision
-    return [f"The Deployment now runs the template of revision {restored.revision} "
-            f"({describe_images(restored.images)}); it was not rolled forward to the release it replaced.",
-            f"Inspect: kubectl -n {ns} rollout status deploy/{name}; kubectl -n {ns} get pods; "
-            f"kubectl -n {ns} describe deploy/{name}",
-            "If the restored revision is failing too, the cause is probably outside the release (config, "
-            "dependencies, nodes): escalate to the service owner; a second rollback to an older revision needs "
-            "target_revision and is not the default."]
+    return next_steps_after_failure(target, decision)

@@ -192,3 +192,31 @@ def _evidence(state: DeploymentState, revisions: list[Revision], pods: list[PodS
 
 def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+
+
+def check_pod_belongs(owner: str | None, target: DeploymentTarget, pod: str) -> str:
+    """An alert named a pod: it must be one of the service's (pod -> ReplicaSet -> Deployment). `owner` is
+    the Deployment that owns it, "" when the pod is gone (crash-looping pods are replaced often).
+
+    Raises:
+        PlanningError: the pod belongs to another Deployment, or to none.
+    """
+    if owner == "":
+        return f"pod {pod} named by the alert is gone (replaced); acting on {target.resource}"
+    if owner != target.deployment:
+        owned_by = f"deployment {owner}" if owner else "no Deployment"
+        raise PlanningError(f"pod {target.namespace}/{pod} belongs to {owned_by}, not to {target.resource} of service "
+                            f"{target.service}; nothing was changed")
+    return f"pod {pod} named by the alert belongs to {target.resource}"
+
+
+def next_steps_after_failure(target: DeploymentTarget, decision: RollbackDecision) -> list[str]:
+    """What to do when the restored revision does not verify (a rollback is never undone)."""
+    ns, name, restored = target.namespace, target.deployment, decision.to_revision
+    return [f"The Deployment now runs the template of revision {restored.revision} "
+            f"({describe_images(restored.images)}); it was not rolled forward to the release it replaced.",
+            f"Inspect: kubectl -n {ns} rollout status deploy/{name}; kubectl -n {ns} get pods; "
+            f"kubectl -n {ns} describe deploy/{name}",
+            "If the restored revision is failing too, the cause is probably outside the release (config, "
+            "dependencies, nodes): escalate to the service owner; a second rollback to an older revision needs "
+            "target_revision and is not the default."]

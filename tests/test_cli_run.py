@@ -66,12 +66,20 @@ def test_failed_run_exits_one_with_a_message_not_a_traceback(demo_sandbox, cli_e
     ([*RUN, "--set", "environment=prod"], "unknown environment 'prod'; allowed: staging"),
     ([*RUN[:2], "service=payment-api", *RUN[3:], "--set", "environment=staging"], "unknown service 'payment-api'"),
 ])
-def test_bad_input_exits_two_before_anything_runs(demo_sandbox, cli_env, args, message):
+def test_bad_input_exits_two_before_anything_runs(demo_sandbox, cli_env, args, message, monkeypatch, capsys):
+    """In-process (the command's own `main`), so each case does not pay a fresh interpreter's imports."""
+    from runbooks.cli import main
+    monkeypatch.setenv("RUNBOOKS_CATALOG", cli_env["RUNBOOKS_CATALOG"])
     since = demo_sandbox.requests.mark()
-    result = runbooks(cli_env, *args)
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr and "nothing was run" in result.stderr and "Traceback" not in result.stderr
+    assert main(["run", *args]) == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr and "nothing was run" in stderr and "Traceback" not in stderr
     assert demo_sandbox.requests.entries(since) == []
+
+
+def test_bad_input_from_a_real_shell_exits_two(demo_sandbox, cli_env):
+    result = runbooks(cli_env, *RUN, "--set", "environment=prod")
+    assert result.returncode == 2 and "unknown environment 'prod'" in result.stderr
 
 
 def test_no_catalog_is_bad_input_not_the_example_estate(demo_sandbox, cli_env):

@@ -289,3 +289,19 @@ def test_no_token_reaches_logs_or_artifacts(tmp_path, monkeypatch):
         assert redact(f"Bearer {token}") == "Bearer ***"      # the client's token was registered
     finally:
         sandbox.stop()
+
+
+def test_a_pod_named_by_an_alert_must_belong_to_the_service(estate):
+    """kube-prometheus's KubePodCrashLooping names a pod: it is checked through its owners, never trusted."""
+    cart_pod = next(p["metadata"]["name"] for p in estate.list("Pod", "checkout")
+                    if p["metadata"]["name"].startswith("cart-"))
+    since = estate.requests.mark()
+    with pytest.raises(PermanentError, match=f"pod checkout/{cart_pod} belongs to deployment cart, not to "
+                                             "deployment checkout/checkout-web"):
+        rollback(service="checkout-web", pod=cart_pod)
+    assert estate.requests.writes(since) == []
+    ours = next(p["metadata"]["name"] for p in estate.list("Pod", "payments")
+                if not p["metadata"].get("deletionTimestamp"))
+    record = rollback(pod=ours)
+    assert record.outcome == "succeeded"
+    assert any("belongs to deployment payments/payments-api" in e.message for e in record.timeline)

@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 
 from plans.kubernetes import DeploymentState, PodState, Revision, rollout_status, rollout_succeeded
-from plans.rollback import PlanningError, plan_rollback
+from plans.rollback import PlanningError, check_pod_belongs, plan_rollback
 from plans.targets import DeploymentTarget
 from plans.trigger import AlertContext, Trigger
 from tasks.errors import PermanentError, TargetNotFound
@@ -168,3 +168,12 @@ def test_plan_digest_changes_with_the_plan_not_with_its_evidence():
                       trigger=MANUAL).plan
     c = plan_rollback(TARGET, state("1.5.0", 3), HISTORY, [], target_revision=1, trigger=MANUAL).plan
     assert a.digest == b.digest != c.digest and len(a.digest) == 12
+
+
+def test_a_pod_is_checked_against_the_service_it_was_said_to_belong_to():
+    assert "belongs to" in check_pod_belongs("payments-api", TARGET, "payments-api-7d9f8-abcde")
+    assert "is gone" in check_pod_belongs("", TARGET, "payments-api-7d9f8-abcde")
+    with pytest.raises(PlanningError, match="belongs to deployment cart, not to deployment payments/payments-api"):
+        check_pod_belongs("cart", TARGET, "cart-5c6d-xyz")
+    with pytest.raises(PlanningError, match="belongs to no Deployment"):
+        check_pod_belongs(None, TARGET, "web-0")

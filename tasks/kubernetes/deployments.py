@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.client import AppsV1Api
+from kubernetes.client import AppsV1Api, CoreV1Api
 from prefect import task
 from pydantic import BaseModel
 
@@ -46,15 +46,26 @@ def list_replica_sets(api: AppsV1Api, *, namespace: str, deployment: DeploymentS
     return sorted(revisions, key=lambda r: r.revision)
 
 
-@task(name="read_replica_set_owner", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
-def read_replica_set_owner(api: AppsV1Api, *, namespace: str, name: str) -> str | None:
-    """The name of the Deployment controlling a ReplicaSet, or None (a bare ReplicaSet, or it is gone)."""
+@task(name="deployment_of_pod", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
+def deployment_of_pod(apps: AppsV1Api, core: CoreV1Api, *, namespace: str, pod: str) -> str | None:
+    """The Deployment that owns a pod through its ReplicaSet (ownerReferences): its name, "" when the pod
+    is gone, None when no Deployment owns it (a bare pod, a StatefulSet's, a bare ReplicaSet's)."""
     try:
-        raw = call_json(api.read_namespaced_replica_set, name, namespace)
+        raw = call_json(core.read_namespaced_pod, pod, namespace)
+    except TargetNotFound:
+        return ""
+    replica_set = _controller(raw, "ReplicaSet")
+    if replica_set is None:
+        return None
+    try:
+        return _controller(call_json(apps.read_namespaced_replica_set, replica_set, namespace), "Deployment")
     except TargetNotFound:
         return None
+
+
+def _controller(raw: dict, kind: str) -> str | None:
     return next((o.get("name") for o in raw["metadata"].get("ownerReferences") or []
-                 if o.get("controller") and o.get("kind") == "Deployment"), None)
+                 if o.get("controller") and o.get("kind") == kind), None)
 
 
 @task(name="patch_deployment_template", retry_condition_fn=retry_if_transient, **TASK_RETRIES)

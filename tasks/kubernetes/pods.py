@@ -8,7 +8,6 @@ from pydantic import BaseModel
 from plans.kubernetes import PodState, pod_state
 
 from ..calls import TASK_RETRIES, call, call_json, retry_if_transient
-from ..errors import TargetNotFound
 
 
 class EventSummary(BaseModel):
@@ -34,15 +33,6 @@ def list_pods(api: CoreV1Api, *, namespace: str, selector: dict) -> list[PodStat
     """Pods matching a Deployment's selector, with readiness, restarts and their revision's hash."""
     raw = call_json(api.list_namespaced_pod, namespace, label_selector=selector_string(selector))
     return [pod_state(p) for p in raw.get("items") or []]
-
-
-@task(name="read_pod", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
-def read_pod(api: CoreV1Api, *, namespace: str, name: str) -> PodState | None:
-    """One pod, or None when it is gone (crash-looping pods are replaced often)."""
-    try:
-        return pod_state(call_json(api.read_namespaced_pod, name, namespace))
-    except TargetNotFound:
-        return None
 
 
 @task(name="list_events", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
