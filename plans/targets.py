@@ -10,24 +10,29 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Target(BaseModel):
+    """Base of every target: subclasses name their kind, the field holding the object's name, and how
+    people call it (`_label`, formatted with the target's fields)."""
     model_config = ConfigDict(frozen=True)
+    _object_kind: ClassVar[str]
+    _name_field: ClassVar[str]
+    _label: ClassVar[str]
     environment: str = Field(description="catalog environment the run was asked for (for display)")
     cluster: str = Field(description="identity of the system holding the object: API server URL, AKS id, host")
     namespace: str | None = None
 
     @property
     def object_kind(self) -> str:
-        raise NotImplementedError
+        return self._object_kind
 
     @property
     def object_name(self) -> str:
-        raise NotImplementedError
+        return getattr(self, self._name_field)
 
     @property
     def key(self) -> str:
@@ -37,7 +42,7 @@ class _Target(BaseModel):
     @property
     def label(self) -> str:
         """How people name it: `production/payments-api`."""
-        raise NotImplementedError
+        return self._label.format(**self.__dict__)
 
     @property
     def resource(self) -> str:
@@ -48,94 +53,40 @@ class _Target(BaseModel):
 
 class DeploymentTarget(_Target):
     """A catalog service: one Deployment in one namespace."""
+    _object_kind, _name_field, _label = "Deployment", "deployment", "{environment}/{service}"
     kind: Literal["deployment"] = "deployment"
     service: str
     namespace: str
     deployment: str
 
-    @property
-    def object_kind(self) -> str:
-        return "Deployment"
-
-    @property
-    def object_name(self) -> str:
-        return self.deployment
-
-    @property
-    def label(self) -> str:
-        return f"{self.environment}/{self.service}"
-
 
 class NodePoolTarget(_Target):
     """An AKS agent pool (`cluster` is the managed cluster's resource id)."""
+    _object_kind, _name_field, _label = "AgentPool", "pool", "{environment}/node pool {pool}"
     kind: Literal["node-pool"] = "node-pool"
     pool: str
 
-    @property
-    def object_kind(self) -> str:
-        return "AgentPool"
-
-    @property
-    def object_name(self) -> str:
-        return self.pool
-
-    @property
-    def label(self) -> str:
-        return f"{self.environment}/node pool {self.pool}"
-
 
 class NodeTarget(_Target):
+    _object_kind, _name_field, _label = "Node", "node", "{environment}/node {node}"
     kind: Literal["node"] = "node"
     node: str
-
-    @property
-    def object_kind(self) -> str:
-        return "Node"
-
-    @property
-    def object_name(self) -> str:
-        return self.node
-
-    @property
-    def label(self) -> str:
-        return f"{self.environment}/node {self.node}"
 
 
 class CertificateTarget(_Target):
     """A TLS certificate: a cert-manager Certificate, or a TLS Secret no Certificate manages."""
+    _object_kind, _name_field = "Certificate", "certificate"
+    _label = "{environment}/certificate {namespace}/{certificate}"
     kind: Literal["certificate"] = "certificate"
     namespace: str
     certificate: str
 
-    @property
-    def object_kind(self) -> str:
-        return "Certificate"
-
-    @property
-    def object_name(self) -> str:
-        return self.certificate
-
-    @property
-    def label(self) -> str:
-        return f"{self.environment}/certificate {self.namespace}/{self.certificate}"
-
 
 class RepositoryTarget(_Target):
     """A GitHub repository (`cluster` is the GitHub host, e.g. github.com)."""
+    _object_kind, _name_field, _label = "Repository", "repository", "{environment}/{repository}"
     kind: Literal["repository"] = "repository"
     repository: str = Field(description="owner/name")
-
-    @property
-    def object_kind(self) -> str:
-        return "Repository"
-
-    @property
-    def object_name(self) -> str:
-        return self.repository
-
-    @property
-    def label(self) -> str:
-        return f"{self.environment}/{self.repository}"
 
 
 Target = Annotated[Union[DeploymentTarget, NodePoolTarget, NodeTarget, CertificateTarget, RepositoryTarget],
