@@ -19,7 +19,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--engine", choices=("warm", "prefect"),
                         default=os.environ.get("RUNBOOKS_SERVE_ENGINE", "warm"),
                         help="default: $RUNBOOKS_SERVE_ENGINE or warm")
-    parser.add_argument("--limit", type=int, default=8, help="at most this many runs at once")
+    parser.add_argument("--limit", type=int, default=int(os.environ.get("RUNBOOKS_SERVE_LIMIT", "8")),
+                        help="at most this many runs working at once (default: $RUNBOOKS_SERVE_LIMIT or 8)")
     parser.add_argument("--poll-seconds", type=float, default=0.25, help="warm engine: poll interval")
     parser.set_defaults(func=run)
 

@@ -86,7 +86,6 @@ def target_lock(target: Target, *, wait_seconds: float, runbook: str, run_id: UU
     """
     name = lock_name(target.key)
     with get_client(sync_client=True) as client:
-        _ensure_limit(client, name)
         lease_id = _acquire(client, name, target, wait_seconds, run_id)
         holder = Holder(run=str(run_id or "-"), runbook=runbook, lease_id=str(lease_id),
                         since=dt.datetime.now(dt.timezone.utc))
@@ -127,7 +126,15 @@ def _acquire(client, name: str, target: Target, wait_seconds: float, run_id: UUI
         try:
             response = client.increment_concurrency_slots_with_lease(
                 names=[name], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS, holder=holder_run)
-            return UUID(response.json()["lease_id"])
+            granted = response.json()
+            limits = granted.get("limits") or []
+            if len(limits) == 1 and limits[0].get("limit") == 1:
+                return UUID(granted["lease_id"])
+            # No such active limit (first run on this object), or a loosened one: a lease on it locks
+            # nothing. Give it back, make sure the limit exists as it must, and try again.
+            client.release_concurrency_slots_with_lease(UUID(granted["lease_id"]))
+            _ensure_limit(client, name)
+            continue
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code != 423:      # 423 Locked: the slot is taken
                 raise

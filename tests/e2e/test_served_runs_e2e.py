@@ -25,7 +25,8 @@ STAGING = {"environment": "staging", "service": "payments-api", "requested_by": 
 @pytest.fixture(scope="module", params=["warm", "prefect"])
 def stack(request, tmp_path_factory):
     stack = start_stack(tmp_path_factory.mktemp(f"served-{request.param}"),
-                        extra_env={"RUNBOOKS_PREFECT_YAML": str(SERVED), "RUNBOOKS_SERVE_ENGINE": request.param})
+                        extra_env={"RUNBOOKS_PREFECT_YAML": str(SERVED), "RUNBOOKS_SERVE_ENGINE": request.param,
+                                   "RUNBOOKS_SERVE_LIMIT": "1"})
     stack.engine = request.param
     yield stack
     assert stop_stack(stack) == 0, stack.log("serve")[-3000:]
@@ -90,6 +91,18 @@ def test_a_run_cancelled_mid_change_is_undone(stack):
     assert journal(stack, run_id) == ["intended", "made", "undone"]
     found = wait_for(lambda: report(stack, run_id), 30, "the run's report")
     assert found["metadata_"]["outcome"] == "cancelled" and "every change it made was undone" in found["data"]
+
+
+def test_a_run_waiting_at_its_gate_does_not_use_up_the_runner(stack):
+    """The runner's limit is 1 here: a run paused at its gate must not stop another runbook from running."""
+    if stack.engine != "warm":
+        pytest.skip("Prefect's serve() counts paused runs against its limit (documented)")
+    gated = start_toy(stack, environment="production")
+    wait_for(lambda: state_of(stack, gated).get("type") == "PAUSED", 60, "the first run's gate")
+    other = start_toy(stack, replicas=3)                    # a no-op, but it must run to know that
+    wait_for(lambda: state_of(stack, other).get("type") == "COMPLETED", 60, "the second run to complete")
+    api(stack, "POST", f"/flow_runs/{gated}/set_state", json={"state": {"type": "CANCELLING"}, "force": True})
+    wait_for(lambda: state_of(stack, gated).get("type") == "CANCELLED", 60, "the gated run to end")
 
 
 def test_a_run_killed_at_its_gate_ends_crashed_and_cannot_be_approved(stack):
