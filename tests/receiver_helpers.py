@@ -18,9 +18,11 @@ import itertools
 import json
 import random
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -65,9 +67,12 @@ class Estate:
                         "checkout-web": Svc("checkout-web", "checkout", "checkout-web"),
                         "cart": Svc("cart", "checkout", "cart")}
         self.pool = [Svc(f"{tag}-svc{i}", f"apps-{tag}", f"{tag}-svc{i}") for i in range(POOL)]
+        # Two catalog entries for one Deployment (as staging and production may be): one object, one key.
+        self.aliased = Svc(f"{tag}-shared", f"apps-{tag}", f"{tag}-shared")
+        self.alias = Svc(f"{tag}-shared-alias", f"apps-{tag}", f"{tag}-shared")
         self._next = itertools.count()
         services = {s.name: {"namespace": s.namespace, "deployment": s.deployment}
-                    for s in [*self.samples.values(), *self.pool]}
+                    for s in [*self.samples.values(), *self.pool, self.aliased, self.alias]}
         cluster = {"kind": "kubeconfig", "kubeconfig": str(directory / "kubeconfig"), "context": "test"}
         self.path = directory / "catalog.yaml"
         self.path.write_text(yaml.safe_dump({"environments": {"production": {
@@ -114,6 +119,34 @@ def start_receiver(estate):
 @pytest.fixture
 def receiver(start_receiver, api) -> str:
     return start_receiver(api)[0]
+
+
+@pytest.fixture(scope="module")
+def armed(prefect_harness) -> str:
+    """prefect.yaml's deployments and alert triggers registered in the test server, as `runbooks serve`
+    does, so the receiver's events start real (never executed: no worker) runs. Returns the deployment id."""
+    from prefect.client.orchestration import get_client
+
+    from deployments.serve import runner_deployments
+    [deployment_id] = [str(d.apply()) for d in runner_deployments() if d.name == "emergency-rollback"]
+    with get_client(sync_client=True) as client:
+        assert client.read_automations_by_name("alert-starts-emergency-rollback"), "the trigger is not armed"
+    return deployment_id
+
+
+def wait_run(api: str, fingerprint: str, timeout: float = 60) -> dict:
+    """The emergency-rollback run the trigger started for an alert (by the alert's fingerprint)."""
+    since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)).isoformat()
+    body = {"deployments": {"name": {"any_": ["emergency-rollback"]}},
+            "flow_runs": {"expected_start_time": {"after_": since}}, "limit": 200}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
+        found = [r for r in runs if (r["parameters"].get("alert") or {}).get("fingerprint") == fingerprint]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no run was started for alert {fingerprint}")
 
 
 # -- alerts as kube-prometheus sends them ------------------------------------------------------------------
@@ -201,6 +234,39 @@ def settle(api: str, timeout: float = 60) -> None:
             return
         time.sleep(0.2)
     raise AssertionError("the Prefect server did not store the marker event")
+
+
+class StubApi(BaseHTTPRequestHandler):
+    """A stand-in Prefect API: records what it was sent, answers filters with [] and posts with `status`."""
+    status, requests = 204, []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).requests.append((self.path, dict(self.headers), json.loads(body)))
+        reply = b"[]" if self.path.endswith("/filter") else b""
+        self.send_response(200 if reply else type(self).status)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def do_GET(self) -> None:        # the Prefect client asks for a CSRF token: 404 says this server has none
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def stub_api():
+    StubApi.requests, StubApi.status = [], 204
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StubApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield StubApi, f"http://127.0.0.1:{server.server_address[1]}/api"
+    server.shutdown()
+    server.server_close()
 
 
 def free_port() -> int:

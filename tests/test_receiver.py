@@ -16,9 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -30,7 +28,7 @@ from plans.trigger import AlertContext
 
 from .receiver_helpers import (EVENT, HMAC_KEY, ROOT, TOKEN, Svc, alertmanager, api, crash_looping,  # noqa: F401
                                estate, events_for, free_port, outcomes, post, receiver, replicas_mismatch,
-                               rollout_stuck, sample, settle, start_receiver)
+                               rollout_stuck, sample, settle, start_receiver, stub_api)
 
 
 # -- accepted alerts become events -----------------------------------------------------------------------
@@ -167,39 +165,6 @@ def test_unreachable_prefect_api_is_503_and_the_retry_starts_the_run(start_recei
     assert retried.status_code == 202 and outcomes(retried) == ["started"]
     settle(api)
     assert len(events_for(api, firing["fingerprint"])) == 1
-
-
-class StubApi(BaseHTTPRequestHandler):
-    """A stand-in Prefect API: records what it was sent, answers filters with [] and posts with `status`."""
-    status, requests = 204, []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).requests.append((self.path, dict(self.headers), json.loads(body)))
-        reply = b"[]" if self.path.endswith("/filter") else b""
-        self.send_response(200 if reply else type(self).status)
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def do_GET(self) -> None:        # the Prefect client asks for a CSRF token: 404 says this server has none
-        self.send_response(404)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def stub_api():
-    StubApi.requests, StubApi.status = [], 204
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StubApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield StubApi, f"http://127.0.0.1:{server.server_address[1]}/api"
-    server.shutdown()
-    server.server_close()
 
 
 def test_prefect_5xx_is_503_and_records_nothing(start_receiver, stub_api, estate):
