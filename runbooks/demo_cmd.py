@@ -84,12 +84,12 @@ def run(args: argparse.Namespace) -> int:
     payload = crash_looping_payload(namespace, pod, container, starts_at=starts_at, uid=uid)
     response = httpx.post(f"{args.receiver}/alerts/alertmanager", json=payload, timeout=30,
                           headers={"Authorization": f"Bearer {token_file.read_text().strip()}"})
-    print(f"alert KubePodCrashLooping for pod {namespace}/{pod}: receiver answered {response.status_code}: "
-          f"{response.text}")
-    outcome = (response.json().get("outcomes") or [{}])[0] if response.status_code in (202, 503) else {}
+    outcome = (response.json().get("outcomes") or [{}])[0] if response.status_code in (202, 422, 503) else {}
+    print(f"alert KubePodCrashLooping for pod {namespace}/{pod} (firing since {starts_at:%H:%M:%S} UTC): receiver "
+          f"answered {response.status_code} {outcome.get('outcome') or response.text[:300]}"
+          + (f" ({outcome['reason']})" if outcome.get("reason") else f", {outcome.get('target', '')}"))
     if outcome.get("outcome") != "started":
-        return _fail(f"no run started ({outcome.get('outcome') or response.status_code}: "
-                     f"{outcome.get('reason', '')}); try another --service")
+        return _fail("no run started; see the reason above (another --service may be free)")
     return report_run(args.api_url, payload["alerts"][0]["fingerprint"], starts_at, args.wait)
 
 
@@ -144,7 +144,7 @@ def report_run(api_url: str, fingerprint: str, since: dt.datetime, wait: float) 
     if run["state_type"] == "PAUSED":
         runbooks = Path(sys.executable).parent / "runbooks"
         shown = os.path.relpath(runbooks) if runbooks.is_relative_to(Path.cwd()) else str(runbooks)
-        print("it waits at its approval gate; approve it as someone other than the requester:")
+        print("it waits at its approval gate; answer it as someone other than its requester (alert:alertmanager):")
         print(f"  PREFECT_API_URL={api_url} {shown} approve {run['id']} --as YOUR_NAME")
     else:
         print(f"it is {run['state_name']}" + (f": {run['state']['message']}" if (run.get("state") or {}).get("message")
