@@ -47,7 +47,7 @@ _ALERT_REF = re.compile(r"alert\.(" + "|".join(ALERT_FIELDS) + r")")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Kubernetes' rand.SafeEncodeString alphabet (no vowels, no 0/1/3): pod-template-hash and name suffixes.
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
-_DEPLOYMENT_POD = re.compile(rf"(?P<deployment>[a-z0-9]([-a-z0-9]*[a-z0-9])?)-[{_SAFE}]{{1,10}}-[{_SAFE}]{{5}}")
+_DEPLOYMENT_POD = re.compile(rf"(?P<deployment>[a-z0-9]([-a-z0-9.]*[a-z0-9])?)-[{_SAFE}]{{1,10}}-[{_SAFE}]{{5}}")
 
 
 class RulesError(RunbookError):

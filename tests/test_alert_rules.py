@@ -108,6 +108,7 @@ def test_pod_alerts_name_the_service_through_the_pods_deployment(catalog):
     ("payments-api-5d9c8f7b64-x2k4q", "payments-api"),
     ("web-6b7c5-z9x8w", "web"),                                   # short hash
     ("a-b-c-5d9c8f7b64-x2k4q", "a-b-c"),
+    ("api.v2-5d9c8f7b64-x2k4q", "api.v2"),                        # Deployment names are DNS subdomains
     ("payments-db-0", None),                                      # StatefulSet
     ("node-exporter-x2k4q", None),                                # DaemonSet: one generated segment
     ("payments-api-5d9c8f7b64-x2k4a", None),                      # a vowel: not a generated suffix
