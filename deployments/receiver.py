@@ -2,20 +2,23 @@
 
 Why this exists: self-hosted Prefect has no webhooks, but its API takes events (`POST /events`) and a
 deployment trigger turns an event into a run. So the receiver authenticates the sender, parses the
-payload (deployments/alerts.py), applies the rules (deployments/rules.py), suppresses duplicates and
-cooldowns, and posts events; the trigger in prefect.yaml starts the runbook from
-`event.payload.parameters`.
+payload (deployments/alerts.py), applies the rules (deployments/rules.py), decides each alert's outcome
+(deployments/dispatch.py: duplicates, cooldown from the change records, runs in flight) and posts events;
+the trigger in prefect.yaml starts the runbook from `event.payload`.
 
-Why the answers are what they are: Alertmanager retries 5xx and drops 4xx. So an unreachable or failing
-Prefect API is a 503 and no dedupe/cooldown state is recorded (the retry must be able to start the run:
-no alert is lost silently), while a delivery that no rule wants is a 422 (retrying cannot help).
-Decisions and the event post happen under one lock, so two deliveries of the same alert racing each
-other still start one run.
+Why the answers are what they are: Alertmanager retries 5xx and drops 4xx and 2xx. So an unreachable or
+failing Prefect API, and an alert held back only because a run on its object is still in flight, are a 503
+with Retry-After (nothing is lost: the sender keeps the alert); a delivery that no rule wants is a 422
+(retrying cannot help); anything else is a 202 listing each alert's outcome.
+
+Why signatures carry a timestamp: an HMAC of the body alone can be replayed forever by anyone who saw one
+request. As Slack and Stripe do, the sender signs `v1:<unix seconds>:<body>` and sends the seconds in
+X-Runbooks-Timestamp; the receiver refuses timestamps older than MAX_SIGNATURE_AGE or more than
+MAX_CLOCK_AHEAD in the future, so a captured request is useless after five minutes (and within them the
+same alert is a duplicate).
 """
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -25,40 +28,44 @@ import re
 import socket
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Literal, Mapping
+from typing import Callable, Mapping
 
-import httpx
-from pydantic import BaseModel
-
-from tasks.catalog import Catalog
-from tasks.errors import PermanentError, TransientError
-
-from .alerts import SOURCES, Alert, PayloadError, detect_and_parse
-from .rules import Ignored, RuleSet, Start, resolve
+from .alerts import SOURCES, PayloadError, detect_and_parse
+from .dispatch import RETRY_OUTCOMES, AlertDispatcher, Outcome, alert_event
+from .prefect_api import PrefectApi, PrefectRejected, PrefectUnavailable
 
 log = logging.getLogger("runbooks.receiver")
 
 MAX_BODY_BYTES = 1 << 20
 SIGNATURE_HEADER = "X-Runbooks-Signature"
+TIMESTAMP_HEADER = "X-Runbooks-Timestamp"
+SIGNATURE_VERSION = "v1"
+MAX_SIGNATURE_AGE = 300         # seconds a signed request stays valid
+MAX_CLOCK_AHEAD = 60            # seconds a sender's clock may run ahead of ours
 TOKEN_ENV, HMAC_KEY_ENV = "RUNBOOKS_RECEIVER_TOKEN", "RUNBOOKS_RECEIVER_HMAC_KEY"
 MIN_SECRET_CHARS = 16
+LISTEN_BACKLOG = 256           # Python's default of 5 reset connections under a burst of deliveries
+IN_FLIGHT_RETRY_AFTER = "30"
 _ROUTE = re.compile(r"/alerts/([a-z-]+)/?")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+AUTH_HELP = (f"authentication required: Authorization: Bearer <token>, or {TIMESTAMP_HEADER}: <unix seconds> and "
+             f"{SIGNATURE_HEADER}: {SIGNATURE_VERSION}=<hex HMAC-SHA256 of '{SIGNATURE_VERSION}:<timestamp>:<body>'> "
+             f"(timestamp at most {MAX_SIGNATURE_AGE}s old)")
 
 
-class PrefectUnavailable(TransientError):
-    """The Prefect API could not be reached or answered 5xx: the sender should retry."""
-
-
-class PrefectRejected(PermanentError):
-    """The Prefect API refused the events (4xx): a receiver or server configuration problem."""
+def signature(key: str | bytes, timestamp: str, body: bytes) -> str:
+    """The X-Runbooks-Signature value for a body sent at `timestamp` (unix seconds, as sent)."""
+    key = key.encode() if isinstance(key, str) else key
+    message = f"{SIGNATURE_VERSION}:{timestamp}:".encode() + body
+    return f"{SIGNATURE_VERSION}=" + hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 class Credentials:
-    """The shared secrets a sender proves: a bearer token, or an HMAC-SHA256 of the body. Never logged."""
+    """The shared secrets a sender proves: a bearer token, or a timestamped HMAC-SHA256. Never logged."""
 
-    def __init__(self, *, token: str | None = None, hmac_key: str | None = None) -> None:
+    def __init__(self, *, token: str | None = None, hmac_key: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         for name, value in ((TOKEN_ENV, token), (HMAC_KEY_ENV, hmac_key)):
             if value is not None and len(value) < MIN_SECRET_CHARS:
                 raise ValueError(f"{name} must be at least {MIN_SECRET_CHARS} characters")
@@ -67,151 +74,42 @@ class Credentials:
                              "the receiver never accepts unauthenticated alerts")
         self._token = token.encode() if token else None
         self._key = hmac_key.encode() if hmac_key else None
+        self._clock = clock
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Credentials":
         return cls(token=environ.get(TOKEN_ENV) or None, hmac_key=environ.get(HMAC_KEY_ENV) or None)
 
-    def accepts(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """True when the request carries the bearer token or a valid body signature (constant time)."""
+    def refusal(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """None when the request carries the bearer token or a fresh valid signature; else why not
+        (safe to return: it never says whether a signature would have matched)."""
         scheme, _, given = (headers.get("Authorization") or "").partition(" ")
         if self._token and scheme.lower() == "bearer" and hmac.compare_digest(
                 given.strip().encode("utf-8", "replace"), self._token):
-            return True
-        algorithm, _, signature = (headers.get(SIGNATURE_HEADER) or "").partition("=")
-        if self._key and algorithm.strip().lower() == "sha256":
-            expected = hmac.new(self._key, body, hashlib.sha256).hexdigest().encode()
-            return hmac.compare_digest(signature.strip().lower().encode("utf-8", "replace"), expected)
-        return False
+            return None
+        sent = (headers.get(SIGNATURE_HEADER) or "").strip()
+        if not self._key or not sent:
+            return "no valid bearer token or signature"
+        stamp = (headers.get(TIMESTAMP_HEADER) or "").strip()
+        if not _TIMESTAMP.fullmatch(stamp):
+            return f"a signature needs {TIMESTAMP_HEADER}: <unix seconds> (signatures of the body alone are refused)"
+        age = self._clock() - int(stamp)
+        if age > MAX_SIGNATURE_AGE or age < -MAX_CLOCK_AHEAD:
+            return (f"{TIMESTAMP_HEADER} is {abs(age):.0f}s in the {'past' if age > 0 else 'future'}; signed requests "
+                    f"are valid for {MAX_SIGNATURE_AGE}s (clocks may differ by {MAX_CLOCK_AHEAD}s)")
+        if hmac.compare_digest(sent.lower().encode("utf-8", "replace"), signature(self._key, stamp, body).encode()):
+            return None
+        return "no valid bearer token or signature"
+
+    def accepts(self, headers: Mapping[str, str], body: bytes) -> bool:
+        return self.refusal(headers, body) is None
 
 
-class Outcome(BaseModel):
-    """What happened to one alert of a delivery; returned to the sender and logged."""
-    alert: str
-    source: str
-    fingerprint: str
-    outcome: Literal["started", "duplicate", "cooldown", "resolved", "ignored"]
-    reason: str = ""
-    rule: str | None = None
-    runbook: str | None = None
-    target: str | None = None
-    event_id: str | None = None
-
-
-class PrefectEvents:
-    """Posts events to `{PREFECT_API_URL}/events`, authenticating as the Prefect client does."""
-
-    def __init__(self, api_url: str, *, auth_string: str | None = None, api_key: str | None = None,
-                 timeout: float = 10.0) -> None:
-        self.url = api_url.rstrip("/") + "/events"
-        headers = {"Content-Type": "application/json"}
-        if auth_string:     # PREFECT_API_AUTH_STRING "user:password": HTTP basic, like PrefectClient
-            headers["Authorization"] = "Basic " + base64.b64encode(auth_string.encode()).decode()
-        elif api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.Client(headers=headers, timeout=timeout)
-
-    def post(self, events: list[dict]) -> None:
-        body = json.dumps(events, ensure_ascii=True).encode("ascii")
-        try:
-            response = self._client.post(self.url, content=body)
-        except httpx.HTTPError as exc:
-            raise PrefectUnavailable(f"Prefect API unreachable at {self.url}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500:
-            raise PrefectUnavailable(f"Prefect API at {self.url} answered {response.status_code}")
-        if response.status_code >= 400:
-            raise PrefectRejected(f"Prefect API at {self.url} refused the events: {response.status_code} "
-                                  f"{response.text[:300]}")
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def alert_event(alert: Alert, start: Start) -> dict:
-    """The Prefect event for one accepted alert; the deployment trigger reads payload.parameters."""
-    summary = alert.summary or "(no summary)"
-    parameters = {**start.parameters, "service": start.service, "environment": start.environment,
-                  "requested_by": f"alert:{alert.source}",
-                  "alert": f"{alert.source} alert {alert.name} ({alert.severity}) fingerprint "
-                           f"{alert.fingerprint}: {summary}"[:2000]}
-    return {
-        "occurred": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "event": f"runbooks.alert.{start.rule.runbook}",
-        "resource": {"prefect.resource.id": f"runbooks.alert.{alert.fingerprint}",
-                     "prefect.resource.name": alert.name,
-                     "runbooks.runbook": start.rule.runbook, "runbooks.target": start.target},
-        "payload": {"parameters": parameters, "alert": alert.model_dump(mode="json")},
-        "id": str(uuid.uuid4()),
-    }
-
-
-class AlertDispatcher:
-    """Decides each alert's outcome and posts the accepted ones as one batch of events.
-
-    State (when each fingerprint and each target last started a run) is recorded only after Prefect
-    accepted the events, so a failed post leaves the alert startable by the sender's retry.
-    """
-
-    def __init__(self, rules: RuleSet, catalog: Catalog, events: PrefectEvents,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rules, self.catalog, self.events, self.clock = rules, catalog, events, clock
-        self._lock = threading.Lock()
-        self._fingerprints: dict[tuple[str, str], float] = {}
-        self._targets: dict[str, float] = {}
-        self._horizon = max(max(r.dedupe_seconds, r.cooldown_seconds) for r in rules.rules)
-
-    def dispatch(self, alerts: list[Alert]) -> list[Outcome]:
-        with self._lock:
-            now = self.clock()
-            outcomes, events, accepted = [], [], []
-            for alert in alerts:
-                outcome, start = self._decide(alert, now, accepted)
-                if start is not None:
-                    event = alert_event(alert, start)
-                    outcome.event_id = event["id"]
-                    events.append(event)
-                    accepted.append((alert, start))
-                outcomes.append(outcome)
-            if events:
-                self.events.post(events)      # raises: nothing recorded, nothing logged as started
-                self._record(accepted, now)
-        for outcome in outcomes:
-            log.info("alert %s %s fingerprint=%s: %s%s", outcome.source, outcome.alert, outcome.fingerprint,
-                     outcome.outcome, f" ({outcome.reason})" if outcome.reason else
-                     f" {outcome.runbook} on {outcome.target} event={outcome.event_id}")
-        return outcomes
-
-    def _decide(self, alert: Alert, now: float, accepted: list[tuple[Alert, Start]]) -> tuple[Outcome, Start | None]:
-        base = dict(alert=alert.name, source=alert.source, fingerprint=alert.fingerprint)
-        rule = self.rules.first_match(alert)
-        if rule is None:
-            return Outcome(**base, outcome="ignored", reason=f"no rule matches alert {alert.name!r} "
-                                                              f"({alert.source}, severity {alert.severity})"), None
-        base.update(rule=rule.name, runbook=rule.runbook)
-        if alert.status == "resolved":
-            return Outcome(**base, outcome="resolved", reason="resolved alerts start nothing"), None
-        start = resolve(rule, alert, self.catalog)
-        if isinstance(start, Ignored):
-            return Outcome(**base, outcome="ignored", reason=start.reason), None
-        base["target"] = start.target
-        key = (alert.source, alert.fingerprint)
-        if key in {(a.source, a.fingerprint) for a, _ in accepted} or (
-                now - self._fingerprints.get(key, -1e18) < rule.dedupe_seconds):
-            return Outcome(**base, outcome="duplicate",
-                           reason=f"this alert started a run less than {rule.dedupe_seconds}s ago"), None
-        if start.target in {s.target for _, s in accepted} or (
-                now - self._targets.get(start.target, -1e18) < rule.cooldown_seconds):
-            return Outcome(**base, outcome="cooldown",
-                           reason=f"{start.target} had a run started less than {rule.cooldown_seconds}s ago"), None
-        return Outcome(**base, outcome="started"), start
-
-    def _record(self, accepted: list[tuple[Alert, Start]], now: float) -> None:
-        for alert, start in accepted:
-            self._fingerprints[(alert.source, alert.fingerprint)] = now
-            self._targets[start.target] = now
-        for table in (self._fingerprints, self._targets):     # forget what no window can still see
-            for key in [k for k, t in table.items() if now - t > self._horizon]:
-                del table[key]
+def delivery_status(outcomes: list[Outcome]) -> int:
+    """503 when any alert should be retried, else 202 when a rule took any, else 422."""
+    if any(o.outcome in RETRY_OUTCOMES for o in outcomes):
+        return 503
+    return 202 if any(o.outcome != "ignored" for o in outcomes) else 422
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -231,11 +129,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
-        if not self.server.credentials.accepts(self.headers, body):
-            log.warning("401 for %s from %s: no valid bearer token or signature", self.path, self.client_address[0])
-            return self._reply(401, {"error": "authentication required: bearer token or "
-                                              f"{SIGNATURE_HEADER}: sha256=<hex HMAC of the body>"},
-                               {"WWW-Authenticate": "Bearer"})
+        refused = self.server.credentials.refusal(self.headers, body)
+        if refused is not None:
+            log.warning("401 for %s from %s: %s", self.path, self.client_address[0], refused)
+            return self._reply(401, {"error": f"{refused}; {AUTH_HELP}"}, {"WWW-Authenticate": "Bearer"})
         try:
             alerts = detect_and_parse(body, self.headers.get("Content-Type", ""), source=route.group(1))
         except PayloadError as exc:
@@ -249,8 +146,9 @@ class _Handler(BaseHTTPRequestHandler):
         except PrefectRejected as exc:
             log.error("502 for %s: %s", self.path, exc)
             return self._reply(502, {"error": str(exc)})
-        matched = any(o.outcome != "ignored" for o in outcomes)
-        self._reply(202 if matched else 422, {"outcomes": [o.model_dump(exclude_none=True) for o in outcomes]})
+        status = delivery_status(outcomes)
+        self._reply(status, {"outcomes": [o.model_dump(exclude_none=True) for o in outcomes]},
+                    {"Retry-After": IN_FLIGHT_RETRY_AFTER} if status == 503 else None)
 
     def _read_body(self) -> bytes | None:
         """The body, or None after answering: the size is checked before a byte of it is read."""
@@ -287,6 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG         # listen(2) backlog; the kernel caps it at net.core.somaxconn
 
     def __init__(self, address: tuple[str, int], dispatcher: AlertDispatcher, credentials: Credentials) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -321,3 +220,7 @@ class ReceiverServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+__all__ = ["AlertDispatcher", "Credentials", "Outcome", "PrefectApi", "PrefectRejected", "PrefectUnavailable",
+           "ReceiverServer", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "alert_event", "delivery_status", "signature"]

@@ -1,10 +1,23 @@
 """`runbooks receiver`: the alert receiver (webhooks -> Prefect events), in the foreground.
 
-It needs a shared secret (RUNBOOKS_RECEIVER_TOKEN for `Authorization: Bearer`, RUNBOOKS_RECEIVER_HMAC_KEY
-for `X-Runbooks-Signature: sha256=<hex>`, or both) and PREFECT_API_URL. It binds to loopback unless
---allow-remote: anyone who can reach it can start runbooks with a valid secret, so exposing it is a
-deliberate choice. SIGTERM or Ctrl-C stops it cleanly. Exit code 2 for bad configuration, before it
-listens.
+It needs PREFECT_API_URL and a shared secret, or both kinds:
+  RUNBOOKS_RECEIVER_TOKEN     senders send `Authorization: Bearer <token>` (Alertmanager, Grafana,
+                              Azure Monitor action groups with a secured webhook)
+  RUNBOOKS_RECEIVER_HMAC_KEY  senders sign each request:
+                                X-Runbooks-Timestamp: <unix seconds, now>
+                                X-Runbooks-Signature: v1=<hex HMAC-SHA256(key, "v1:<timestamp>:<body>")>
+                              requests signed more than 300 s ago (or over 60 s ahead) are refused with
+                              401, so a captured request cannot be replayed later; e.g.
+                                ts=$(date +%s); sig=$(printf 'v1:%s:%s' "$ts" "$body" |
+                                  openssl dgst -sha256 -hmac "$KEY" -r | cut -d' ' -f1)
+                                curl -H "X-Runbooks-Timestamp: $ts" -H "X-Runbooks-Signature: v1=$sig" ...
+It binds to loopback unless --allow-remote: anyone who can reach it can start runbooks with a valid
+secret, so exposing it is a deliberate choice. SIGTERM or Ctrl-C stops it cleanly. Exit code 2 for bad
+configuration, before it listens.
+
+Answers: 202 with each alert's outcome (started, duplicate, cooldown, resolved, ignored); 422 when no
+rule wants any alert; 503 + Retry-After when Prefect is unreachable or a run on the same object is still
+in flight (the sender retries); 401 unauthenticated or stale; 400 malformed.
 """
 from __future__ import annotations
 
@@ -41,7 +54,7 @@ def run_receiver(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and not args.allow_remote:
         return _refuse(f"{args.host} is not a loopback address; pass --allow-remote to listen there "
                        "(and put TLS in front of it)")
-    from deployments.receiver import AlertDispatcher, Credentials, PrefectEvents, ReceiverServer
+    from deployments.receiver import AlertDispatcher, Credentials, PrefectApi, ReceiverServer
     from deployments.rules import RulesError, load_rules
     from tasks.catalog import load_catalog
     from tasks.errors import CatalogError
@@ -65,7 +78,7 @@ def run_receiver(args: argparse.Namespace) -> int:
     for secret in (PREFECT_API_AUTH_STRING.value(), PREFECT_API_KEY.value()):
         if secret:
             register_secret(secret)
-    events = PrefectEvents(api_url, auth_string=PREFECT_API_AUTH_STRING.value(), api_key=PREFECT_API_KEY.value())
+    events = PrefectApi(api_url, auth_string=PREFECT_API_AUTH_STRING.value(), api_key=PREFECT_API_KEY.value())
     try:
         server = ReceiverServer(AlertDispatcher(rules, catalog, events), credentials, host=args.host, port=args.port)
     except OSError as exc:

@@ -1,4 +1,4 @@
-"""Alert payload parsing (three senders, malformed input, a fuzz) and the alert rules that map alerts to runs."""
+"""Alert payload parsing: three senders, malformed input, a fuzz (the rules: tests/test_alert_rules.py)."""
 from __future__ import annotations
 
 import copy
@@ -6,15 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deployments.alerts import (SOURCES, Alert, PayloadError, detect_and_parse, normalise_severity,
                                 stable_fingerprint)
-from deployments.rules import Ignored, RulesError, Start, load_rules, parse_template, render, resolve
-from sandbox.catalog import demo_catalog
-from tasks.catalog import Catalog
 
 DATA = Path(__file__).parent / "data" / "alerts"
 SAMPLES = {path.stem: json.loads(path.read_text()) for path in sorted(DATA.glob("*.json"))}
@@ -32,14 +28,17 @@ def dumps(document) -> bytes:
 # -- the three senders ---------------------------------------------------------------------------------
 
 def test_alertmanager_payload_gives_one_alert_per_entry_with_its_own_fingerprint():
-    crash, stuck = parse_sample("alertmanager-firing", source="alertmanager")
+    crash, stuck, mismatch = parse_sample("alertmanager-firing", source="alertmanager")
     assert crash.source == "alertmanager" and crash.name == "KubePodCrashLooping" and crash.status == "firing"
     assert crash.fingerprint == "5f2a9c1e7b3d4a60"
-    assert crash.labels["namespace"] == "payments" and crash.labels["deployment"] == "payments-api"
+    assert (crash.labels["namespace"], crash.labels["pod"], crash.labels["container"]) == (
+        "payments", "payments-api-5d9c8f7b64-x2k4q", "api")
+    assert "deployment" not in crash.labels and crash.labels["cluster"] == "aks-platform-prod"
     assert crash.severity == "warning" and crash.summary == "Pod is crash looping."
     assert crash.starts_at is not None and crash.starts_at.isoformat().startswith("2024-05-14T09:52:26.739266")
     assert (stuck.name, stuck.labels["deployment"], stuck.fingerprint) == (
         "KubeDeploymentRolloutStuck", "checkout-web", "a81b0c3d44e5f607")
+    assert (mismatch.name, mismatch.labels["deployment"]) == ("KubeDeploymentReplicasMismatch", "cart")
 
 
 def test_alertmanager_resolved_payload_is_resolved():
@@ -85,11 +84,11 @@ def test_missing_fingerprint_falls_back_to_a_stable_hash_of_source_name_and_labe
     document = copy.deepcopy(SAMPLES["alertmanager-firing"])
     entry = document["alerts"][0]
     del entry["fingerprint"]
-    [first, _] = detect_and_parse(dumps(document), JSON)
+    [first, *_] = detect_and_parse(dumps(document), JSON)
     entry["labels"] = dict(reversed(list(entry["labels"].items())))          # same labels, other order
-    [again, _] = detect_and_parse(dumps(document), JSON)
-    entry["labels"]["pod"] = "payments-api-7c9d8b6f5-other"
-    [other, _] = detect_and_parse(dumps(document), JSON)
+    [again, *_] = detect_and_parse(dumps(document), JSON)
+    entry["labels"]["pod"] = "payments-api-5d9c8f7b64-other"
+    [other, *_] = detect_and_parse(dumps(document), JSON)
     assert first.fingerprint == again.fingerprint == stable_fingerprint("alertmanager", first.name, first.labels)
     assert other.fingerprint != first.fingerprint
 
@@ -233,86 +232,3 @@ def mutated_samples(draw):
 @given(document=mutated_samples(), source=sources)
 def test_fuzz_mutated_samples(document, source):
     _holds_the_contract(json.dumps(document).encode(), source=source)
-
-
-# -- rules ---------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory) -> Catalog:
-    return Catalog.model_validate(demo_catalog(tmp_path_factory.mktemp("catalog") / "kubeconfig"))
-
-
-def _write_rules(tmp_path: Path, rules: list[dict]) -> Path:
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump({"rules": rules}))
-    return path
-
-
-RULE = {"name": "r", "match": {"alertname": "A"}, "runbook": "emergency-rollback", "environment": "production",
-        "service": "payments-api"}
-
-
-def test_shipped_rules_map_each_sample_to_the_catalog_service_it_names(catalog):
-    rules = load_rules(catalog=catalog)
-    cases = [("alertmanager-firing", 0, "production/payments-api"), ("alertmanager-firing", 1, "production/checkout-web"),
-             ("azure-monitor-prometheus", 0, "production/checkout-web"), ("grafana-firing", 0, "production/cart")]
-    for sample, index, target in cases:
-        alert = parse_sample(sample)[index]
-        start = resolve(rules.first_match(alert), alert, catalog)
-        assert isinstance(start, Start) and start.target == target and start.rule.runbook == "emergency-rollback"
-        assert alert.labels["namespace"] in start.parameters["reason"]
-
-
-def test_a_deployment_missing_from_the_catalog_is_ignored_with_the_reason(catalog):
-    alert = parse_sample("alertmanager-firing")[0].model_copy(update={"labels": {
-        "alertname": "KubePodCrashLooping", "namespace": "payments", "deployment": "fraud-api", "severity": "critical"}})
-    outcome = resolve(load_rules().first_match(alert), alert, catalog)
-    assert isinstance(outcome, Ignored) and "payments/fraud-api" in outcome.reason
-
-
-def test_a_template_naming_an_absent_label_ignores_the_alert(catalog):
-    alert = parse_sample("alertmanager-firing")[0]
-    alert = alert.model_copy(update={"labels": {k: v for k, v in alert.labels.items() if k != "deployment"}})
-    outcome = resolve(load_rules().first_match(alert), alert, catalog)
-    assert isinstance(outcome, Ignored) and "'deployment'" in outcome.reason
-
-
-def test_match_needs_name_source_labels_and_minimum_severity(tmp_path):
-    rules = load_rules(_write_rules(tmp_path, [{**RULE, "match": {
-        "alertname": "KubePodCrashLooping", "source": "alertmanager", "labels": {"cluster": "aks-platform-prod"},
-        "severity": "error"}}]))
-    alert = parse_sample("alertmanager-firing")[0]                          # severity warning
-    assert rules.first_match(alert) is None
-    assert rules.first_match(alert.model_copy(update={"severity": "critical"})) is not None
-    assert rules.first_match(alert.model_copy(update={"severity": "critical", "source": "grafana"})) is None
-    assert rules.first_match(alert.model_copy(update={"severity": "critical", "labels": {}})) is None
-
-
-def test_templates_render_labels_alert_fields_and_escaped_braces():
-    alert = parse_sample("grafana-firing")[0]
-    assert render("{{x}} {labels.deployment} is {alert.severity}", alert) == "{x} cart is critical"
-    assert parse_template("plain") == ["plain"]
-
-
-@pytest.mark.parametrize("rule, message", [
-    ({**RULE, "environment": "{labels.env"}, "unbalanced"),
-    ({**RULE, "service": "{labels.a.b}"}, "unknown reference"),
-    ({**RULE, "parameters": {"reason": "{__import__}"}}, "unknown reference"),
-    ({**RULE, "parameters": {"service": "cart"}}, "set by the receiver"),
-    ({**RULE, "runbook": "reboot-everything"}, "unknown runbook"),
-    ({**RULE, "surprise": 1}, "Extra inputs"),
-    ({**RULE, "match": {"alertname": "A", "severity": "loud"}}, "severity"),
-    ({**RULE, "service": {"from_catalog": {"namespace": "{labels.namespace}", "deployment": "{oops}"}}},
-     "unknown reference"),
-])
-def test_bad_rules_fail_at_load_with_a_clear_error(tmp_path, rule, message):
-    with pytest.raises(RulesError, match="invalid") as caught:
-        load_rules(_write_rules(tmp_path, [rule]))
-    assert message in str(caught.value)
-
-
-def test_rules_naming_an_environment_missing_from_the_catalog_fail_at_load(tmp_path, catalog):
-    with pytest.raises(RulesError, match="'qa', not in the catalog"):
-        load_rules(_write_rules(tmp_path, [{**RULE, "environment": "qa"}]), catalog=catalog)
-    with pytest.raises(RulesError, match="unique"):
-        load_rules(_write_rules(tmp_path, [RULE, RULE]))

@@ -1,14 +1,14 @@
 """The alert receiver over real HTTP, posting real events to the session's Prefect test server.
 
-Every test uses fresh fingerprints, so events from other tests never count. A test that asserts "no event"
-first posts a marker event of its own and waits until the server has stored it: Prefect persists events
-asynchronously and in order, so anything the receiver posted before the marker is stored by then.
+Every test uses fresh fingerprints and fresh services (tests/receiver_helpers.py says why). A test that
+asserts "no event" first posts a marker event of its own and waits until the server has stored it
+(`settle`): Prefect persists events asynchronously and in order, so anything the receiver posted before
+the marker is stored by then. Runs in flight and cooldowns: tests/test_receiver_state.py; bursts and
+signatures: tests/test_receiver_delivery.py.
 """
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -16,128 +16,26 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
-from deployments.receiver import (AlertDispatcher, Credentials, PrefectEvents, PrefectUnavailable,
-                                  ReceiverServer, SIGNATURE_HEADER)
+from deployments.alerts import detect_and_parse
+from deployments.receiver import AlertDispatcher, PrefectApi, PrefectUnavailable
 from deployments.rules import load_rules
-from sandbox.catalog import demo_catalog
-from tasks.catalog import Catalog, load_catalog
+from plans.trigger import AlertContext
 
-TOKEN = "test-token-0123456789abcdef"
-HMAC_KEY = "test-hmac-key-0123456789abcdef"
-EVENT = "runbooks.alert.emergency-rollback"
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def catalog_file(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("receiver")
-    path = directory / "catalog.yaml"
-    path.write_text(yaml.safe_dump(demo_catalog(directory / "kubeconfig")))
-    return path
-
-
-@pytest.fixture(scope="module")
-def catalog(catalog_file) -> Catalog:
-    return load_catalog(catalog_file)
-
-
-@pytest.fixture
-def api(prefect_harness) -> str:
-    import prefect.settings
-    return prefect.settings.PREFECT_API_URL.value()
-
-
-@pytest.fixture
-def start_receiver(catalog):
-    """Start receivers (shipped rules, demo catalog) against an API URL; stopped after the test."""
-    started: list[tuple[ReceiverServer, PrefectEvents]] = []
-
-    def start(api_url: str) -> tuple[str, AlertDispatcher]:
-        events = PrefectEvents(api_url)
-        dispatcher = AlertDispatcher(load_rules(catalog=catalog), catalog, events)
-        server = ReceiverServer(dispatcher, Credentials(token=TOKEN, hmac_key=HMAC_KEY), port=0).start()
-        started.append((server, events))
-        return server.url, dispatcher
-
-    yield start
-    for server, events in started:
-        server.stop()
-        events.close()
-
-
-@pytest.fixture
-def receiver(start_receiver, api) -> str:
-    return start_receiver(api)[0]
-
-
-def alertmanager(*alerts: dict) -> dict:
-    return {"version": "4", "status": "firing", "receiver": "runbooks", "groupKey": "{}:{}", "truncatedAlerts": 0,
-            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093",
-            "alerts": list(alerts)}
-
-
-def alert(deployment: str = "payments-api", namespace: str = "payments", *, name: str = "KubePodCrashLooping",
-          status: str = "firing", fingerprint: str | None = None) -> dict:
-    return {"status": status, "fingerprint": fingerprint or uuid.uuid4().hex[:16],
-            "labels": {"alertname": name, "namespace": namespace, "deployment": deployment, "severity": "critical"},
-            "annotations": {"summary": f"{deployment} is crash looping"},
-            "startsAt": "2024-05-14T09:52:26.739Z", "endsAt": "0001-01-01T00:00:00Z"}
-
-
-def post(url: str, payload: dict | bytes, *, source: str = "alertmanager", token: str | None = TOKEN,
-         headers: dict | None = None) -> httpx.Response:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    sent = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {}),
-            **(headers or {})}
-    return httpx.post(f"{url}/alerts/{source}", content=body, headers=sent, timeout=30)
-
-
-def events_for(api: str, fingerprint: str) -> list[dict]:
-    response = httpx.post(f"{api}/events/filter", json={"filter": {
-        "event": {"name": [EVENT]}, "resource": {"id": [f"runbooks.alert.{fingerprint}"]}}, "limit": 50})
-    response.raise_for_status()
-    return response.json()["events"]
-
-
-def settle(api: str, timeout: float = 60) -> None:
-    """Post a marker event and wait until the server has stored it (and so everything posted before it)."""
-    marker = str(uuid.uuid4())
-    event = {"occurred": dt.datetime.now(dt.timezone.utc).isoformat(), "event": "runbooks.test.marker",
-             "resource": {"prefect.resource.id": f"runbooks.test.{marker}"}, "id": marker}
-    httpx.post(f"{api}/events", json=[event]).raise_for_status()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = httpx.post(f"{api}/events/filter", json={"filter": {"id": {"id": [marker]}}, "limit": 1})
-        if found.json()["events"]:
-            return
-        time.sleep(0.2)
-    raise AssertionError("the Prefect server did not store the marker event")
-
-
-def outcomes(response: httpx.Response) -> list[str]:
-    return [o["outcome"] for o in response.json()["outcomes"]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .receiver_helpers import (EVENT, HMAC_KEY, ROOT, TOKEN, Svc, alertmanager, api, crash_looping,  # noqa: F401
+                               estate, events_for, free_port, outcomes, post, receiver, replicas_mismatch,
+                               rollout_stuck, sample, settle, start_receiver, stub_api)
 
 
 # -- accepted alerts become events -----------------------------------------------------------------------
 
-def test_firing_alert_becomes_exactly_one_event_with_the_runbook_parameters(receiver, api):
-    firing = alert()
+def test_pod_alert_becomes_one_event_naming_service_pod_and_a_typed_alert(receiver, api, estate):
+    svc = estate.fresh()
+    firing = crash_looping(svc)
     response = post(receiver, alertmanager(firing))
     assert response.status_code == 202 and outcomes(response) == ["started"]
     settle(api)
@@ -145,19 +43,32 @@ def test_firing_alert_becomes_exactly_one_event_with_the_runbook_parameters(rece
     assert event["event"] == EVENT and event["id"] == response.json()["outcomes"][0]["event_id"]
     assert event["resource"] == {"prefect.resource.id": f"runbooks.alert.{firing['fingerprint']}",
                                  "prefect.resource.name": "KubePodCrashLooping",
-                                 "runbooks.runbook": "emergency-rollback", "runbooks.target": "production/payments-api"}
+                                 "runbooks.runbook": "emergency-rollback", "runbooks.target": svc.target}
     parameters = event["payload"]["parameters"]
-    assert parameters["service"] == "payments-api" and parameters["environment"] == "production"
-    assert parameters["requested_by"] == "alert:alertmanager"
-    assert parameters["alert"] == (f"alertmanager alert KubePodCrashLooping (critical) fingerprint "
-                                   f"{firing['fingerprint']}: payments-api is crash looping")
-    assert "payments/payments-api" in parameters["reason"]
+    assert (parameters["service"], parameters["environment"], parameters["pod"]) == (
+        svc.name, "production", firing["labels"]["pod"])
+    assert parameters["requested_by"] == "alert:alertmanager" and "alert" not in parameters
+    assert f"{svc.namespace}/{firing['labels']['pod']}" in parameters["reason"]
     assert all(isinstance(value, str) for value in parameters.values())
-    assert event["payload"]["alert"]["labels"]["deployment"] == "payments-api"
+    context = AlertContext.model_validate(event["payload"]["alert"])       # what the flow's parameter takes
+    assert (context.source, context.name, context.fingerprint, context.severity) == (
+        "alertmanager", "KubePodCrashLooping", firing["fingerprint"], "warning")
+    assert context.starts_at.isoformat() == firing["startsAt"] and context.labels == firing["labels"]
 
 
-def test_same_fingerprint_again_is_a_duplicate_and_posts_no_second_event(receiver, api):
-    firing = alert()
+def test_deployment_alerts_of_the_mixin_start_the_runbook_without_a_pod(receiver, api, estate):
+    stuck, mismatch = rollout_stuck(estate.fresh()), replicas_mismatch(estate.fresh())
+    response = post(receiver, alertmanager(stuck, mismatch))
+    assert response.status_code == 202 and outcomes(response) == ["started", "started"]
+    settle(api)
+    for firing in (stuck, mismatch):
+        [event] = events_for(api, firing["fingerprint"])
+        assert event["payload"]["parameters"]["pod"] == ""
+        assert event["payload"]["parameters"]["service"] == firing["labels"]["deployment"]
+
+
+def test_same_fingerprint_again_is_a_duplicate_and_posts_no_second_event(receiver, api, estate):
+    firing = crash_looping(estate.fresh())
     assert outcomes(post(receiver, alertmanager(firing))) == ["started"]
     again = post(receiver, alertmanager(firing))
     assert again.status_code == 202 and outcomes(again) == ["duplicate"]
@@ -165,86 +76,64 @@ def test_same_fingerprint_again_is_a_duplicate_and_posts_no_second_event(receive
     assert len(events_for(api, firing["fingerprint"])) == 1
 
 
-def test_resolved_alert_starts_nothing(receiver, api):
-    resolved = alert(status="resolved")
+def test_resolved_alert_starts_nothing(receiver, api, estate):
+    firing, resolved = crash_looping(estate.fresh()), crash_looping(estate.fresh(), status="resolved")
+    assert outcomes(post(receiver, alertmanager(firing))) == ["started"]      # the same path starts a run
     response = post(receiver, alertmanager(resolved))
     assert response.status_code == 202 and outcomes(response) == ["resolved"]
     settle(api)
     assert events_for(api, resolved["fingerprint"]) == []
 
 
-def test_cooldown_holds_other_alerts_on_the_same_target_but_not_other_targets(receiver, api):
-    first, same_target, other_target = alert(), alert(name="KubeDeploymentRolloutStuck"), alert("cart", "checkout")
-    assert outcomes(post(receiver, alertmanager(first))) == ["started"]
-    response = post(receiver, alertmanager(same_target, other_target))
-    assert outcomes(response) == ["cooldown", "started"]
-    assert response.json()["outcomes"][0]["target"] == "production/payments-api"
-    settle(api)
-    assert len(events_for(api, first["fingerprint"])) == 1
-    assert events_for(api, same_target["fingerprint"]) == []
-    assert len(events_for(api, other_target["fingerprint"])) == 1
-
-
-def test_hmac_signed_delivery_is_accepted(receiver, api):
-    firing = alert("checkout-web", "checkout")
-    body = json.dumps(alertmanager(firing)).encode()
-    signature = hmac.new(HMAC_KEY.encode(), body, hashlib.sha256).hexdigest()
-    response = post(receiver, body, token=None, headers={SIGNATURE_HEADER: f"sha256={signature}"})
-    assert response.status_code == 202 and outcomes(response) == ["started"]
-
-
-@pytest.mark.parametrize("source, sample", [("azure-monitor", "azure-monitor-prometheus"), ("grafana", "grafana-firing")])
-def test_azure_monitor_and_grafana_alerts_start_the_runbook_too(receiver, api, source, sample):
-    document = json.loads((ROOT / "tests" / "data" / "alerts" / f"{sample}.json").read_text())
-    fingerprint = uuid.uuid4().hex
+@pytest.mark.parametrize("source, name", [("azure-monitor", "azure-monitor-prometheus"), ("grafana", "grafana-firing")])
+def test_azure_monitor_and_grafana_alerts_start_the_runbook_too(receiver, api, estate, source, name):
+    document, svc, fingerprint = sample(name), estate.fresh(), uuid.uuid4().hex
     if source == "azure-monitor":
         document["data"]["essentials"]["alertId"] = fingerprint
+        labels = document["data"]["alertContext"]["labels"]
     else:
         document["alerts"][0]["fingerprint"] = fingerprint
+        labels = document["alerts"][0]["labels"]
+    labels.update(namespace=svc.namespace, deployment=svc.deployment)
     response = post(receiver, document, source=source)
     assert response.status_code == 202 and outcomes(response) == ["started"]
     settle(api)
     [event] = events_for(api, fingerprint)
     assert event["payload"]["parameters"]["requested_by"] == f"alert:{source}"
+    assert event["payload"]["parameters"]["service"] == svc.name
 
 
 # -- nothing starts ------------------------------------------------------------------------------------
 
-BAD_AUTH = {"wrong token": {"Authorization": "Bearer wrong-token-0123456789"},
-            "not bearer": {"Authorization": f"Basic {TOKEN}"},
-            "bad signature": {SIGNATURE_HEADER: "sha256=" + "0" * 64},
-            "wrong algorithm": {SIGNATURE_HEADER: f"md5={'0' * 32}"},
-            "none": {}}
-
-
-def test_unauthenticated_delivery_is_401_and_posts_no_event(receiver, api, caplog):
-    sent = {}
-    with caplog.at_level(logging.DEBUG):
-        for case, headers in BAD_AUTH.items():      # one settle for all cases: each costs seconds
-            firing = alert()
-            response = post(receiver, alertmanager(firing), token=None, headers=headers)
-            assert (case, response.status_code, response.headers.get("WWW-Authenticate")) == (case, 401, "Bearer")
-            sent[case] = firing["fingerprint"]
-    settle(api)
-    assert {case: events_for(api, fingerprint) for case, fingerprint in sent.items()} == {case: [] for case in sent}
-    assert TOKEN not in caplog.text and HMAC_KEY not in caplog.text
-
-
 def test_malformed_json_is_400_with_the_parse_error(receiver):
     response = post(receiver, b'{"alerts": [')
     assert response.status_code == 400 and "not JSON" in response.json()["error"]
-    wrong_type = post(receiver, alertmanager({**alert(), "labels": {"alertname": "X", "replicas": 3}}))
+    wrong_type = post(receiver, alertmanager({**crash_looping(FRAUD), "labels": {"alertname": "X", "replicas": 3}}))
     assert wrong_type.status_code == 400 and "alerts[0].labels.replicas" in wrong_type.json()["error"]
 
 
-def test_alert_no_rule_wants_is_422_and_posts_no_event(receiver, api):
-    unknown, not_in_catalog = alert(name="HighMemoryUsage"), alert("fraud-api", "payments")
-    response = post(receiver, alertmanager(unknown, not_in_catalog))
-    assert response.status_code == 422 and outcomes(response) == ["ignored", "ignored"]
-    reasons = [o["reason"] for o in response.json()["outcomes"]]
-    assert "no rule matches" in reasons[0] and "payments/fraud-api" in reasons[1]
+FRAUD = Svc("fraud-api", "payments", "fraud-api")       # in no catalog
+
+
+def test_alerts_no_rule_can_act_on_are_422_with_the_reason_and_post_no_event(receiver, api, estate):
+    svc, stateful = estate.fresh(), estate.fresh()
+    unknown = {**crash_looping(svc), "labels": {**crash_looping(svc)["labels"], "alertname": "HighMemoryUsage"}}
+    cases = {
+        "no rule matches": unknown,
+        "no catalog service in production runs deployment payments/fraud-api": rollout_stuck(FRAUD),
+        "derived from pod fraud-api-": crash_looping(FRAUD),
+        "is not named like a Deployment's pod": crash_looping(stateful, pod=f"{stateful.deployment}-0"),
+        "has no 'cluster' label, which chooses the environment": crash_looping(svc, cluster=None),
+        "cluster='aks-platform-dev' maps to no environment": rollout_stuck(svc, cluster="aks-platform-dev"),
+    }
+    response = post(receiver, alertmanager(*cases.values()))
+    assert response.status_code == 422 and outcomes(response) == ["ignored"] * len(cases)
+    for expected, outcome in zip(cases, response.json()["outcomes"]):
+        assert expected in outcome["reason"], (expected, outcome["reason"])
+    started = post(receiver, alertmanager(crash_looping(svc)))            # the same service, labelled fully
+    assert outcomes(started) == ["started"]
     settle(api)
-    assert events_for(api, unknown["fingerprint"]) == events_for(api, not_in_catalog["fingerprint"]) == []
+    assert [events_for(api, a["fingerprint"]) for a in cases.values()] == [[]] * len(cases)
 
 
 def test_oversized_body_is_413_before_the_body_is_read(receiver):
@@ -258,98 +147,87 @@ def test_oversized_body_is_413_before_the_body_is_read(receiver):
 
 
 def test_unknown_source_is_404_and_healthz_answers(receiver):
-    assert post(receiver, alertmanager(alert()), source="pagerduty").status_code == 404
+    assert post(receiver, alertmanager(), source="pagerduty").status_code == 404
     assert httpx.get(f"{receiver}/healthz").json() == {"status": "ok"}
 
 
-# -- Prefect unreachable: 503, nothing recorded, the retry succeeds -----------------------------------
+# -- Prefect unreachable: 503, nothing recorded, the retry starts the run ------------------------------
 
-def test_unreachable_prefect_api_is_503_and_the_retry_starts_the_run(start_receiver, api):
+def test_unreachable_prefect_api_is_503_and_the_retry_starts_the_run(start_receiver, api, estate):
     url, dispatcher = start_receiver(f"http://127.0.0.1:{free_port()}/api")
-    firing = alert()
+    firing = crash_looping(estate.fresh())
     response = post(url, alertmanager(firing))
     assert response.status_code == 503 and "unreachable" in response.json()["error"]
-    dispatcher.events = PrefectEvents(api)                  # the API is back; the sender retries
+    assert response.headers["Retry-After"]
+    dispatcher.api = PrefectApi(api)                        # the API is back; the sender retries
     retried = post(url, alertmanager(firing))
-    dispatcher.events.close()
+    dispatcher.api.close()
     assert retried.status_code == 202 and outcomes(retried) == ["started"]
     settle(api)
     assert len(events_for(api, firing["fingerprint"])) == 1
 
 
-class _StubApi(BaseHTTPRequestHandler):
-    """A stand-in Prefect API that records what it was sent and answers with `status`."""
-    status, requests = 204, []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).requests.append((self.path, dict(self.headers), json.loads(body)))
-        self.send_response(type(self).status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def stub_api():
-    _StubApi.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield _StubApi, f"http://127.0.0.1:{server.server_address[1]}/api"
-    server.shutdown()
-    server.server_close()
-
-
-def test_prefect_5xx_is_503_and_records_nothing(start_receiver, stub_api):
+def test_prefect_5xx_is_503_and_records_nothing(start_receiver, stub_api, estate):
     stub, api_url = stub_api
     stub.status = 500
     url, _ = start_receiver(api_url)
-    firing = alert()
+    firing = crash_looping(estate.fresh())
     assert post(url, alertmanager(firing)).status_code == 503
     stub.status = 204
     assert outcomes(post(url, alertmanager(firing))) == ["started"]
-    assert len(stub.requests) == 2
+    assert len([path for path, _, _ in stub.requests if path == "/api/events"]) == 2
 
 
 def test_api_auth_string_is_sent_as_basic_auth_like_the_prefect_client(stub_api):
     stub, api_url = stub_api
-    stub.status = 204
-    events = PrefectEvents(api_url, auth_string="admin:s3cret-pass")
-    events.post([{"event": "x"}])
-    events.close()
-    [(path, headers, body)] = stub.requests
-    assert path == "/api/events" and body == [{"event": "x"}]
-    assert headers["Authorization"] == "Basic YWRtaW46czNjcmV0LXBhc3M="       # base64("admin:s3cret-pass")
+    prefect = PrefectApi(api_url, auth_string="admin:s3cret-pass")
+    prefect.post([{"event": "x"}])
+    assert prefect.runs("emergency-rollback", started_after=dt.datetime.now(dt.timezone.utc)) == []
+    prefect.close()
+    [(path, headers, body), (runs_path, runs_headers, _)] = stub.requests
+    assert path == "/api/events" and body == [{"event": "x"}] and runs_path == "/api/flow_runs/filter"
+    assert headers["Authorization"] == runs_headers["Authorization"] == "Basic YWRtaW46czNjcmV0LXBhc3M="
 
 
-def test_windows_expire_and_a_failed_post_records_nothing(catalog):
-    class Sink:
-        fail, posted = False, []
+class FakeApi:
+    """Dispatcher-level stand-in: what was posted; no runs and no change records in Prefect."""
 
-        def post(self, events):
-            if self.fail:
-                raise PrefectUnavailable("down")
-            self.posted.extend(events)
+    def __init__(self) -> None:
+        self.fail, self.posted = False, []
 
-    now, sink = [0.0], Sink()
-    dispatcher = AlertDispatcher(load_rules(catalog=catalog), catalog, sink, clock=lambda: now[0])
-    from deployments.alerts import detect_and_parse
-    first = detect_and_parse(json.dumps(alertmanager(alert())).encode(), "", source="alertmanager")
-    sink.fail = True
+    def post(self, events):
+        if self.fail:
+            raise PrefectUnavailable("down")
+        self.posted.extend(events)
+
+    def runs(self, runbook, *, started_after):
+        return []
+
+    def last_change(self, key):
+        return None
+
+
+def test_windows_expire_and_a_failed_post_records_nothing(estate):
+    """Dedupe (600 s) and a posted event's wait for its run (30 s) are windows of receiver memory."""
+    now, api = [0.0], FakeApi()
+    dispatcher = AlertDispatcher(load_rules(catalog=estate.catalog), estate.catalog, api, clock=lambda: now[0])
+    svc = estate.fresh()
+    first, other = ([*detect_and_parse(json.dumps(alertmanager(a)).encode(), "", source="alertmanager")]
+                    for a in (crash_looping(svc), rollout_stuck(svc)))
+    api.fail = True
     with pytest.raises(PrefectUnavailable):
         dispatcher.dispatch(first)
-    sink.fail = False
+    api.fail = False
     assert [o.outcome for o in dispatcher.dispatch(first)] == ["started"]
+    now[0] = 29
+    assert [o.outcome for o in dispatcher.dispatch(other)] == ["in-flight"]     # its run has not appeared
+    now[0] = 31
+    assert [o.outcome for o in dispatcher.dispatch(other)] == ["started"]       # no run came: not in flight
     now[0] = 599
-    assert [o.outcome for o in dispatcher.dispatch(first)] == ["duplicate"]      # dedupe_seconds 600
+    assert [o.outcome for o in dispatcher.dispatch(first)] == ["duplicate"]     # dedupe_seconds 600
     now[0] = 601
-    assert [o.outcome for o in dispatcher.dispatch(first)] == ["cooldown"]       # cooldown_seconds 900
-    now[0] = 901
-    assert [o.outcome for o in dispatcher.dispatch(first)] == ["started"]
-    assert len(sink.posted) == 2
+    assert [o.outcome for o in dispatcher.dispatch(first)] == ["started"]       # no change record: no cooldown
+    assert len(api.posted) == 3
 
 
 # -- the command -------------------------------------------------------------------------------------
@@ -360,9 +238,9 @@ def _cli(*args: str, env: dict, **kwargs) -> subprocess.Popen:
 
 
 @pytest.fixture
-def cli_env(api, catalog_file) -> dict:
+def cli_env(api, estate) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOKS_RECEIVER_")}
-    return {**env, "PREFECT_API_URL": api, "RUNBOOKS_CATALOG": str(catalog_file)}
+    return {**env, "PREFECT_API_URL": api, "RUNBOOKS_CATALOG": str(estate.path)}
 
 
 def test_command_refuses_to_start_without_a_secret_or_on_a_remote_address(cli_env):
@@ -372,17 +250,32 @@ def test_command_refuses_to_start_without_a_secret_or_on_a_remote_address(cli_en
     assert remote.wait(60) == 2 and "--allow-remote" in remote.stderr.read()
 
 
-def test_command_prints_its_url_serves_and_stops_on_sigterm(cli_env, api):
+def test_command_help_documents_the_signature_scheme():
+    shown = subprocess.run([sys.executable, "-m", "runbooks.cli", "receiver", "--help"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60).stdout
+    assert "X-Runbooks-Timestamp" in shown and 'v1:<timestamp>:<body>' in shown and "300 s" in shown
+
+
+def test_command_prints_its_url_serves_and_stops_on_sigterm(cli_env, api, estate, caplog):
     process = _cli("--port", "0", env={**cli_env, "RUNBOOKS_RECEIVER_TOKEN": TOKEN})
     try:
         line = process.stdout.readline()
         assert "listening on http://127.0.0.1:" in line, process.stderr.read()
         url = line.split("listening on ")[1].split()[0]
         assert httpx.get(f"{url}/healthz").status_code == 200
-        assert post(url, alertmanager(alert()), token="wrong-token-0123456789").status_code == 401
+        assert outcomes(post(url, alertmanager(crash_looping(estate.fresh())))) == ["started"]
+        assert post(url, alertmanager(), token="wrong-token-0123456789").status_code == 401
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
         assert TOKEN not in process.stdout.read() + process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_no_secret_is_logged(receiver, caplog, estate):
+    with caplog.at_level(logging.DEBUG, logger="runbooks.receiver"):
+        assert outcomes(post(receiver, alertmanager(crash_looping(estate.fresh())))) == ["started"]
+        assert post(receiver, alertmanager(), token="wrong-token-0123456789").status_code == 401
+    assert "started" in caplog.text and "401" in caplog.text          # the receiver did log both
+    assert TOKEN not in caplog.text and HMAC_KEY not in caplog.text

@@ -1,14 +1,18 @@
 """An alert posted to a real Prometheus Alertmanager starts the mapped runbook on the real stack.
 
 `runbooks up` (Prefect server, served runbooks, receiver, sandbox) runs as a subprocess; Debian's
-`prometheus-alertmanager` delivers webhooks with a bearer token to the receiver; the run pauses at the
-production gate, is approved with `runbooks approve`, and completes. A resolved alert and a duplicate
-start nothing.
+`prometheus-alertmanager` delivers webhooks with a bearer token to the receiver. The alert is
+kube-prometheus's KubePodCrashLooping for a pod of the bad release (namespace, pod, container, cluster),
+firing since after that release, as a real one would. The run receives a typed AlertContext and the pod,
+pauses at the production gate, is approved with `runbooks approve`, and completes. A resolved alert, a
+duplicate and another alert on the object just changed (cooldown from its change records) start nothing.
+`runbooks demo-alert` does the same from the command line and prints the command that approves its run.
 """
 from __future__ import annotations
 
 import datetime as dt
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,12 +24,12 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from .stack import Stack, free_port, gated_rollback_run, start_stack, stop_stack, wait_for
+from runbooks.demo_cmd import alertmanager_fingerprint, crash_looping_payload, current_pod
+
+from .stack import ROOT, Stack, free_port, gated_rollback_run, start_stack, stop_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 ALERTMANAGER = shutil.which("prometheus-alertmanager")
-LABELS = {"alertname": "KubePodCrashLooping", "namespace": "payments", "deployment": "payments-api",
-          "severity": "critical"}
 BAD = "ghcr.io/example/payments-api:1.5.0-crashloop"
 
 
@@ -42,7 +46,7 @@ def alertmanager(stack: Stack, tmp_path_factory):
         pytest.skip("prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)")
     directory = tmp_path_factory.mktemp("alertmanager")
     (directory / "token").write_text(stack.receiver_token)
-    cfg = {"route": {"receiver": "runbooks", "group_by": ["alertname", "namespace", "deployment"],
+    cfg = {"route": {"receiver": "runbooks", "group_by": ["alertname", "cluster", "namespace"],
                      "group_wait": "0s", "group_interval": "1s", "repeat_interval": "4h"},
            "receivers": [{"name": "runbooks", "webhook_configs": [{
                "url": f"{stack.receiver_url}/alerts/alertmanager", "send_resolved": True,
@@ -69,13 +73,12 @@ def alertmanager(stack: Stack, tmp_path_factory):
     process.wait(timeout=20)
 
 
-def post_alert(alertmanager: str, *, resolved: bool = False) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
-    alert = {"labels": LABELS, "annotations": {"summary": "payments-api pods crash loop after 1.5.0"},
-             "startsAt": (now - dt.timedelta(minutes=2)).isoformat()}
+def post_alert(alertmanager: str, alert: dict, *, resolved: bool = False) -> None:
+    """Fire (or resolve) an alert in Alertmanager as Prometheus does, from a webhook-shaped alert."""
+    sent = {"labels": alert["labels"], "annotations": alert["annotations"], "startsAt": alert["startsAt"]}
     if resolved:
-        alert["endsAt"] = now.isoformat()
-    response = httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10)
+        sent["endsAt"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    response = httpx.post(f"{alertmanager}/api/v2/alerts", json=[sent], timeout=10)
     assert response.status_code == 200, response.text
 
 
@@ -87,50 +90,85 @@ def rollback_runs(stack: Stack) -> list[dict]:
     return [r for r in runs if "auto-scheduled" not in r["tags"]]
 
 
-def test_alertmanager_alert_starts_rollback_then_resolved_and_duplicate_start_nothing(stack, alertmanager):
-    apps = client.AppsV1Api(config.new_client_from_config(config_file=stack.env()["KUBECONFIG"]))
+def finished(stack: Stack, run_id: str, timeout: float = 120) -> dict:
+    return wait_for(lambda: next((r for r in rollback_runs(stack) if r["id"] == run_id
+                                  and r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")), None), timeout,
+                    "the run to finish")
+
+
+def to_receiver(stack: Stack, payload: dict) -> dict:
+    response = httpx.post(f"{stack.receiver_url}/alerts/alertmanager", json=payload,
+                          headers={"Authorization": f"Bearer {stack.receiver_token}"}, timeout=30)
+    assert response.status_code == 202, response.text
+    return response.json()["outcomes"][0]
+
+
+def test_alertmanager_alert_starts_rollback_then_resolved_duplicate_and_cooldown_start_nothing(stack, alertmanager):
+    api = config.new_client_from_config(config_file=stack.env()["KUBECONFIG"])
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     apps.patch_namespaced_deployment("payments-api", "payments", {"spec": {"template": {"spec": {
         "containers": [{"name": "api", "image": BAD}]}}}})
+    pod, uid, released = current_pod(apps, core, "payments", "payments-api", image=BAD)
+    starts_at = max(dt.datetime.now(dt.timezone.utc), released)       # fires after the bad release
+    firing = crash_looping_payload("payments", pod, "api", starts_at=starts_at, uid=uid)["alerts"][0]
     assert rollback_runs(stack) == []
-    post_alert(alertmanager)
+    post_alert(alertmanager, firing)
 
     paused = wait_for(lambda: [r for r in rollback_runs(stack) if r["state_type"] == "PAUSED"], 90,
                       "the alert's run to pause at the production gate")
     run = paused[0]
-    assert run["parameters"]["service"] == "payments-api"
-    assert run["parameters"]["environment"] == "production"
-    assert run["parameters"]["requested_by"] == "alert:alertmanager"
-    assert "KubePodCrashLooping" in run["parameters"]["alert"]
+    parameters = run["parameters"]
+    assert (parameters["service"], parameters["environment"], parameters["requested_by"], parameters["pod"]) == (
+        "payments-api", "production", "alert:alertmanager", pod)
+    alert = parameters["alert"]
+    assert isinstance(alert, dict) and alert["name"] == "KubePodCrashLooping" and alert["labels"]["pod"] == pod
+    assert dt.datetime.fromisoformat(alert["starts_at"].replace("Z", "+00:00")) == starts_at
+    assert alert["fingerprint"] == alertmanager_fingerprint(firing["labels"])   # Alertmanager's own fingerprint
 
     approve = subprocess.run([sys.executable, "-m", "runbooks.cli", "approve", run["id"], "--as", "oncall-lead",
                               "--reason", "alert confirmed"], env=stack.env(), capture_output=True, text=True,
                              timeout=120)
     assert approve.returncode == 0, approve.stderr
-    done = wait_for(lambda: next((r for r in rollback_runs(stack) if r["id"] == run["id"]
-                                  and r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")), None), 120,
-                    "the run to finish")
-    assert done["state_type"] == "COMPLETED", stack.log("serve")[-4000:]
+    assert finished(stack, run["id"])["state_type"] == "COMPLETED", stack.log("serve")[-4000:]
     image = apps.read_namespaced_deployment("payments-api", "payments").spec.template.spec.containers[0].image
     assert image == "ghcr.io/example/payments-api:1.4.2"
     artifacts = httpx.post(f"{stack.api_url}/artifacts/filter",
                            json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
-    assert any("KubePodCrashLooping" in (a.get("data") or "") for a in artifacts), "report names the alert"
+    report = "\n".join(a.get("data") or "" for a in artifacts)
+    assert "KubePodCrashLooping" in report and "firing since" in report, "the report names the typed alert"
 
     # The same alert again (Alertmanager keeps it grouped: no new notification), then resolved: neither
-    # starts a run. Sent straight to the receiver, the duplicate fingerprint is refused too.
-    post_alert(alertmanager)
-    post_alert(alertmanager, resolved=True)
+    # starts a run. Sent straight to the receiver: the same alert is a duplicate, and another pod's alert on
+    # payments-api is held by the cooldown the completed run's change record started.
+    post_alert(alertmanager, firing)
+    post_alert(alertmanager, firing, resolved=True)
     wait_for(lambda: "resolved" in stack.log("receiver"), 30, "Alertmanager to deliver the resolved alert")
-    from runbooks.demo_cmd import alertmanager_payload
-    payload = alertmanager_payload("payments", "payments-api")
-    for _ in range(2):
-        response = httpx.post(f"{stack.receiver_url}/alerts/alertmanager", json=payload,
-                              headers={"Authorization": f"Bearer {stack.receiver_token}"}, timeout=30)
-        assert response.status_code == 202 and ("duplicate" in response.text or "cooldown" in response.text), \
-            response.text
-    time.sleep(5)
+    again = to_receiver(stack, crash_looping_payload("payments", pod, "api", starts_at=starts_at, uid=uid))
+    assert again["outcome"] == "duplicate", again
+    other_pod = re.sub(r"-[^-]+$", "-zz2zz", pod)
+    cooled = to_receiver(stack, crash_looping_payload("payments", other_pod, "api", starts_at=starts_at))
+    assert cooled["outcome"] == "cooldown" and run["id"] in cooled["reason"], cooled
     started_by_alerts = [r for r in rollback_runs(stack) if r["parameters"].get("alert")]
-    assert len(started_by_alerts) == 1, [r["parameters"] for r in started_by_alerts]
+    assert [r["id"] for r in started_by_alerts] == [run["id"]], [r["parameters"] for r in started_by_alerts]
+
+
+def test_demo_alert_prints_the_run_to_approve_and_the_printed_command_approves_it(stack):
+    demo = subprocess.run([sys.executable, "-m", "runbooks.cli", "demo-alert", "--dir", str(stack.directory),
+                           "--service", "cart", "--receiver", stack.receiver_url, "--api-url", stack.api_url],
+                          cwd=ROOT, env=stack.env(), capture_output=True, text=True, timeout=180)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    command = next(line.strip() for line in demo.stdout.splitlines() if line.strip().startswith("PREFECT_API_URL="))
+    assert command.startswith(f"PREFECT_API_URL={stack.api_url} ") and command.endswith("--as YOUR_NAME")
+    run_id = re.search(r" approve (\S+) --as", command).group(1)
+    assert run_id in demo.stdout.split(" approve ")[0], "the run id is printed before the command"
+    variable, *argv = shlex.split(command.replace("YOUR_NAME", "oncall-lead"))
+    approve = subprocess.run(argv, cwd=ROOT, env={**stack.env(), variable.split("=")[0]: variable.split("=", 1)[1]},
+                             capture_output=True, text=True, timeout=120)
+    assert approve.returncode == 0, approve.stdout + approve.stderr
+    assert finished(stack, run_id)["state_type"] == "COMPLETED", stack.log("serve")[-4000:]
+    apps = client.AppsV1Api(config.new_client_from_config(config_file=stack.env()["KUBECONFIG"]))
+    assert apps.read_namespaced_deployment("cart", "checkout").spec.template.spec.containers[0].image == \
+        "ghcr.io/example/cart:0.17.3"
 
 
 def test_monthly_dry_run_started_by_its_schedule_completes_with_zero_writes(stack):

@@ -1,0 +1,239 @@
+"""Deciding what each alert of a delivery does, and posting the accepted ones as Prefect events.
+
+Why these outcomes, in this order (first that applies wins):
+- `ignored` / `resolved`: no rule wants it, or it stopped firing.
+- `duplicate`: the same alert (source + fingerprint) started a run within the rule's dedupe window: HA
+  Alertmanager pairs and retries deliver one alert many times, and it must start one run.
+- `cooldown`: the object was *changed* within the rule's cooldown, as its change records in Prefect show
+  (`tasks.journal.last_change`, the records every runbook writes before each write). Only a change starts
+  a cooldown: a run that was refused, rejected at its gate or found nothing to do leaves no record, so the
+  next alert on the object can act.
+- `in-flight`: a run of the same runbook on the same object has not finished (or the event for one was
+  posted under PENDING_SECONDS ago and its run has not appeared yet). The answer is 503 + Retry-After so
+  the sender keeps the alert and retries: once that run ends it either changed the object (the retry gets
+  `cooldown`) or did not (the retry starts a run). No queue in the receiver: the sender already has one
+  that survives our restarts.
+- `blocked`: the object's change history is unreadable; fail closed (no run) and answer 503 so the alert
+  is retried after an operator repairs the record.
+- `started`: an event is posted; the deployment trigger in prefect.yaml starts the run.
+
+Decisions and the post happen under one lock, so racing deliveries still start one run per object.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+from pydantic import BaseModel
+
+from plans.trigger import AlertContext
+from tasks.catalog import Catalog
+from tasks.errors import RunbookError
+from tasks.journal import UnreadableJournal
+
+from .alerts import Alert
+from .prefect_api import FINAL_STATES, PrefectApi
+from .rules import Ignored, RuleSet, Start, resolve
+
+log = logging.getLogger("runbooks.receiver")
+
+PENDING_SECONDS = 30.0          # how long a posted event counts as a run about to appear
+SCHEDULED_AHEAD_SECONDS = 60    # a run scheduled further ahead (a monthly rehearsal) is not in flight
+RETRY_OUTCOMES = frozenset({"in-flight", "blocked"})
+
+
+class Outcome(BaseModel):
+    """What happened to one alert of a delivery; returned to the sender and logged."""
+    alert: str
+    source: str
+    fingerprint: str
+    outcome: Literal["started", "duplicate", "cooldown", "in-flight", "blocked", "resolved", "ignored"]
+    reason: str = ""
+    rule: str | None = None
+    runbook: str | None = None
+    target: str | None = None
+    pod: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Posted:
+    fingerprint: str
+    at: float                   # monotonic, for the window
+    wall: dt.datetime           # for matching the run's expected start time
+
+
+def alert_context(alert: Alert) -> dict:
+    """The `alert` flow parameter: plans.trigger.AlertContext as JSON (the trigger passes it as an object)."""
+    return AlertContext(source=alert.source, name=alert.name, fingerprint=alert.fingerprint, severity=alert.severity,
+                        starts_at=alert.starts_at, summary=alert.summary[:2000],
+                        labels=alert.labels).model_dump(mode="json")
+
+
+def alert_event(alert: Alert, start: Start) -> dict:
+    """The Prefect event for one accepted alert; the deployment trigger reads payload.parameters and .alert."""
+    parameters = {**start.parameters, "service": start.service, "environment": start.environment,
+                  "requested_by": f"alert:{alert.source}", "pod": start.pod}
+    return {
+        "occurred": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "event": f"runbooks.alert.{start.rule.runbook}",
+        "resource": {"prefect.resource.id": f"runbooks.alert.{alert.fingerprint}",
+                     "prefect.resource.name": alert.name,
+                     "runbooks.runbook": start.rule.runbook, "runbooks.target": start.target},
+        "payload": {"parameters": parameters, "alert": alert_context(alert)},
+        "id": str(uuid.uuid4()),
+    }
+
+
+class AlertDispatcher:
+    """Decides each alert's outcome and posts the accepted ones as one batch of events.
+
+    State (when each fingerprint started a run, which events await their run) is recorded only after
+    Prefect accepted the events, so a failed post leaves the alert startable by the sender's retry.
+    """
+
+    def __init__(self, rules: RuleSet, catalog: Catalog, api: PrefectApi, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+                 pending_seconds: float = PENDING_SECONDS) -> None:
+        self.rules, self.catalog, self.api = rules, catalog, api
+        self.clock, self.wall_clock, self.pending_seconds = clock, wall_clock, pending_seconds
+        self._lock = threading.Lock()
+        self._fingerprints: dict[tuple[str, str], float] = {}
+        self._posted: dict[str, list[_Posted]] = {}
+        self._horizon = max(rule.dedupe_seconds for rule in rules.rules)
+
+    def dispatch(self, alerts: list[Alert]) -> list[Outcome]:
+        with self._lock:
+            now = self.clock()
+            outcomes, events, accepted = [], [], []
+            for alert in alerts:
+                outcome, start = self._decide(alert, now, accepted)
+                if start is not None:
+                    event = alert_event(alert, start)
+                    outcome.event_id = event["id"]
+                    events.append(event)
+                    accepted.append((alert, start))
+                outcomes.append(outcome)
+            if events:
+                self.api.post(events)      # raises: nothing recorded, nothing logged as started
+                self._record(accepted, now)
+        for outcome in outcomes:
+            log.info("alert %s %s fingerprint=%s: %s%s", outcome.source, outcome.alert, outcome.fingerprint,
+                     outcome.outcome, f" ({outcome.reason})" if outcome.reason else
+                     f" {outcome.runbook} on {outcome.target} event={outcome.event_id}")
+        return outcomes
+
+    def _decide(self, alert: Alert, now: float, accepted: list[tuple[Alert, Start]]) -> tuple[Outcome, Start | None]:
+        base = dict(alert=alert.name, source=alert.source, fingerprint=alert.fingerprint)
+        rule = self.rules.first_match(alert)
+        if rule is None:
+            return Outcome(**base, outcome="ignored", reason=f"no rule matches alert {alert.name!r} "
+                                                              f"({alert.source}, severity {alert.severity})"), None
+        base.update(rule=rule.name, runbook=rule.runbook)
+        if alert.status == "resolved":
+            return Outcome(**base, outcome="resolved", reason="resolved alerts start nothing"), None
+        start = resolve(rule, alert, self.catalog)
+        if isinstance(start, Ignored):
+            return Outcome(**base, outcome="ignored", reason=start.reason), None
+        base.update(target=start.target, pod=start.pod or None)
+        key = (alert.source, alert.fingerprint)
+        if key in {(a.source, a.fingerprint) for a, _ in accepted} or (
+                now - self._fingerprints.get(key, -1e18) < rule.dedupe_seconds):
+            return Outcome(**base, outcome="duplicate",
+                           reason=f"this alert started a run less than {rule.dedupe_seconds}s ago"), None
+        if start.key in {s.key for _, s in accepted}:
+            return Outcome(**base, outcome="in-flight", reason=f"another alert of this delivery starts a run on "
+                                                               f"{start.target}; retry later"), None
+        try:
+            held = self._cooldown(start) or self._in_flight(start, now)
+        except UnreadableJournal as exc:
+            log.error("change records of %s are unreadable: %s", start.target, exc)
+            return Outcome(**base, outcome="blocked", reason=f"{exc}; nothing was started (fail closed): delete "
+                                                             "that artifact version in the Prefect UI"), None
+        if held is not None:
+            return Outcome(**base, outcome=held[0], reason=held[1]), None
+        return Outcome(**base, outcome="started"), start
+
+    def _cooldown(self, start: Start) -> tuple[str, str] | None:
+        """('cooldown', why) when the object was changed within the rule's cooldown (change records)."""
+        if start.rule.cooldown_seconds <= 0:
+            return None
+        last = self.api.last_change(start.key)
+        if last is None:
+            return None
+        at = last.at if last.at.tzinfo else last.at.replace(tzinfo=dt.timezone.utc)
+        age = (self.wall_clock() - at).total_seconds()
+        if age >= start.rule.cooldown_seconds:
+            return None
+        return "cooldown", (f"{start.target} was changed by run {last.run} ({last.runbook}) {max(age, 0):.0f}s ago, "
+                            f"at {at.isoformat()}; cooldown of {start.rule.cooldown_seconds}s")
+
+    def _in_flight(self, start: Start, now: float) -> tuple[str, str] | None:
+        """('in-flight', why) when a run on the same object has not finished, or its event's run has not
+        appeared yet."""
+        wall = self.wall_clock()
+        posted = [p for p in self._posted.get(start.key, ()) if now - p.at < self.pending_seconds]
+        since = wall - dt.timedelta(seconds=self.pending_seconds + 5)
+        runs = [run for run in self.api.runs(start.rule.runbook, started_after=since) if self._names(run, start.key)]
+        for run in runs:
+            if _live(run, wall):
+                return "in-flight", (f"run {run['id']} ({run.get('state_name') or run['state_type']}) of "
+                                     f"{start.rule.runbook} on {start.target} has not finished; retry later")
+        for post in posted:
+            if not any(_started_by(run, post, wall) for run in runs):
+                return "in-flight", (f"a run on {start.target} was requested {now - post.at:.0f}s ago (alert "
+                                     f"{post.fingerprint}) and has not appeared yet; retry later")
+        return None
+
+    def _names(self, run: dict, key: str) -> bool:
+        """Whether a run's parameters name the object (through any catalog entry for it)."""
+        parameters = run.get("parameters") or {}
+        try:
+            return self.catalog.deployment_target(str(parameters.get("environment")),
+                                                  str(parameters.get("service"))).key == key
+        except RunbookError:
+            return False
+
+    def _record(self, accepted: list[tuple[Alert, Start]], now: float) -> None:
+        wall = self.wall_clock()
+        for alert, start in accepted:
+            self._fingerprints[(alert.source, alert.fingerprint)] = now
+            self._posted.setdefault(start.key, []).append(_Posted(alert.fingerprint, now, wall))
+        for key in [k for k, t in self._fingerprints.items() if now - t > self._horizon]:
+            del self._fingerprints[key]
+        for key in list(self._posted):
+            self._posted[key] = [p for p in self._posted[key] if now - p.at < self.pending_seconds]
+            if not self._posted[key]:
+                del self._posted[key]
+
+
+def _live(run: dict, wall: dt.datetime) -> bool:
+    """Not final, not a dry run (it changes nothing), not a schedule's run due later."""
+    if run.get("state_type") in FINAL_STATES or (run.get("parameters") or {}).get("dry_run") is True:
+        return False
+    if run.get("state_type") == "SCHEDULED" and run.get("expected_start_time"):
+        due = dt.datetime.fromisoformat(run["expected_start_time"].replace("Z", "+00:00"))
+        return (due - wall).total_seconds() <= SCHEDULED_AHEAD_SECONDS
+    return True
+
+
+def _started_by(run: dict, post: _Posted, wall: dt.datetime) -> bool:
+    """Whether the run is the one a posted event asked for: it carries the alert, or it is a real (not dry,
+    not scheduled for later) run due since the post."""
+    parameters = run.get("parameters") or {}
+    alert = parameters.get("alert")
+    if isinstance(alert, dict) and alert.get("fingerprint") == post.fingerprint:
+        return True
+    if parameters.get("dry_run") is True or not run.get("expected_start_time"):
+        return False
+    due = dt.datetime.fromisoformat(run["expected_start_time"].replace("Z", "+00:00"))
+    return post.wall - dt.timedelta(seconds=2) <= due <= wall + dt.timedelta(seconds=SCHEDULED_AHEAD_SECONDS)
+
+
+__all__ = ["AlertDispatcher", "Outcome", "PENDING_SECONDS", "RETRY_OUTCOMES", "alert_context", "alert_event"]
