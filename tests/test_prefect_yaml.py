@@ -72,4 +72,5 @@ def test_alert_trigger_is_registered_as_an_automation(deployed):
     assert trigger.expect == {"runbooks.alert.emergency-rollback"}
     action = automations[0].actions[0]
     assert action.parameters["service"] == "{{ event.payload.parameters.service }}"   # rendered per event
-    assert set(action.parameters) == {"service", "environment", "reason", "requested_by", "alert"}
+    assert set(action.parameters) == {"service", "environment", "reason", "requested_by", "pod", "alert"}
+    assert action.parameters["alert"]["__prefect_kind"] == "json"                     # a typed AlertContext

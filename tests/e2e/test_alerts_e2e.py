@@ -218,7 +218,7 @@ def test_cancelling_a_paused_run_terminates_its_process_and_changes_nothing(stac
     assert answer.status_code in (200, 201), answer.text
     wait_for(lambda: read()["state_type"] == "CANCELLED", 60, "the run to end Cancelled")
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 20, "the run's process to exit")
-    assert f"cancelling run {run_id}: terminating its process" in stack.log("serve")
+    assert f"cancelling run {run_id}: SIGTERM" in stack.log("serve")
     after = apps.read_namespaced_deployment("checkout-web", "checkout")
     assert after.metadata.generation == before.metadata.generation
     assert after.spec.template.spec.containers[0].image == before.spec.template.spec.containers[0].image
