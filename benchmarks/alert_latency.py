@@ -3,13 +3,15 @@
 Not a test: prints a breakdown per stage, for the warm runner (`runbooks serve`, the default) and for
 Prefect's own `serve()`, against the Prefect server's floor (an event posted straight to /api/events,
 until its run is created). Each engine runs on its own fresh `runbooks up` stack (subprocesses on
-loopback); alerts are sent one at a time to a staging service (auto-approved, healthy: a no-op run).
+loopback); alerts are sent one at a time to a staging service (auto-approved; after the first run rolls it back, each run is a
+no-op), each once the previous run has finished (an alert for a service whose run is in flight is answered 503).
 Usage: python benchmarks/alert_latency.py [--alerts 50] [--engine warm --engine prefect]
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import statistics
 import sys
@@ -30,7 +32,7 @@ RULES = """rules:
   - name: bench
     match: {alertname: BenchAlert}
     runbook: emergency-rollback
-    environment: staging
+    environment: {label: cluster, values: {bench: staging}}
     service: payments-api
     dedupe_seconds: 0
     cooldown_seconds: 0
@@ -42,8 +44,8 @@ def parse(stamp: str) -> float:
 
 
 def alert_payload(fingerprint: str) -> dict:
-    labels = {"alertname": "BenchAlert", "namespace": "payments", "deployment": "payments-api",
-              "severity": "critical", "run": fingerprint}
+    labels = {"alertname": "BenchAlert", "namespace": "payments-staging", "deployment": "payments-api",
+              "severity": "critical", "cluster": "bench", "run": fingerprint}
     return {"version": "4", "status": "firing", "receiver": "bench", "groupKey": fingerprint,
             "groupLabels": {}, "commonLabels": labels, "commonAnnotations": {}, "externalURL": "http://127.0.0.1",
             "alerts": [{"status": "firing", "labels": labels, "annotations": {"summary": "bench"},
@@ -57,7 +59,7 @@ def wait_run(api: str, marker: str, timeout: float = 60) -> dict:
         body = {"flow_runs": {"expected_start_time": {"before_": due}},   # not the scheduler's future runs
                 "sort": "EXPECTED_START_TIME_DESC", "limit": 5}
         for run in httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10).json():
-            if marker in (run["parameters"].get("alert") or run["parameters"].get("reason") or ""):
+            if marker in json.dumps(run["parameters"]):
                 return run
         time.sleep(0.02)
     raise TimeoutError(f"no run for {marker}")
@@ -74,6 +76,16 @@ def first_line(api: str, run_id: str, timeout: float = 60) -> float:
     raise TimeoutError(f"run {run_id} never logged its first line")
 
 
+def finished(api: str, run_id: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state_type"] in ("COMPLETED", "FAILED",
+                                                                                       "CRASHED", "CANCELLED"):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"run {run_id} did not finish")
+
+
 def state_times(api: str, run_id: str) -> dict[str, float]:
     states = httpx.get(f"{api}/flow_run_states/", params={"flow_run_id": run_id}, timeout=10).json()
     return {s["type"]: parse(s["timestamp"]) for s in sorted(states, key=lambda s: s["timestamp"])}
@@ -88,6 +100,7 @@ def one_alert(stack: Stack) -> dict[str, float]:
     assert response.status_code == 202, response.text
     run = wait_run(stack.api_url, marker)
     line = first_line(stack.api_url, run["id"])
+    finished(stack.api_url, run["id"])   # the next alert on this service would be answered 503 (in flight)
     states = state_times(stack.api_url, run["id"])
     created = parse(run["created"])
     return {"receiver": t_accepted - t0, "event -> run created": created - t_accepted,
@@ -101,11 +114,12 @@ def floor(stack: Stack) -> float:
     event = {"occurred": dt.datetime.now(dt.timezone.utc).isoformat(), "event": "runbooks.alert.emergency-rollback",
              "resource": {"prefect.resource.id": f"runbooks.alert.{marker}"}, "id": str(uuid.uuid4()),
              "payload": {"parameters": {"service": "payments-api", "environment": "staging", "reason": marker,
-                                        "requested_by": "bench", "alert": ""}}}
+                                        "requested_by": "bench", "pod": ""}, "alert": None}}
     t0 = time.time()
     assert httpx.post(f"{stack.api_url}/events", json=[event], timeout=10).status_code in (200, 204)
     run = wait_run(stack.api_url, marker)
-    first_line(stack.api_url, run["id"])          # let it finish its work before the next measurement
+    first_line(stack.api_url, run["id"])
+    finished(stack.api_url, run["id"])            # let it finish its work before the next measurement
     return parse(run["created"]) - t0
 
 
