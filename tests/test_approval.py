@@ -306,6 +306,23 @@ def test_runbooks_approve_refuses_the_requester_then_approves_for_another_person
     assert [(a.approver, a.reason, a.plan_digest) for a in approvals] == [("erin", "checked", PLAN.digest)]
 
 
+def test_runbooks_pending_lists_the_gate_with_its_plan_and_the_command_that_answers_it(capsys):
+    from runbooks.cli import main
+    seen: dict = {}
+
+    def list_then_approve(run_id: uuid.UUID) -> None:
+        seen["code"] = main(["pending"])
+        seen["out"] = capsys.readouterr().out
+        resume_flow_run(run_id, run_input=answer("erin"))
+
+    with resumer(list_then_approve) as info:
+        gated(ONE, "dana")
+    assert seen["code"] == 0
+    line = next(l for l in seen["out"].splitlines() if str(info["run_id"]) in l and "plan" in l)
+    assert "approval-gate-test" in line and f"plan {PLAN.digest}" in line and "requested by dana" in line
+    assert f"runbooks approve {info['run_id']} --as YOUR_NAME" in seen["out"]
+
+
 def test_runbooks_approve_reject_stops_the_run():
     results: list[subprocess.CompletedProcess] = []
     reject = lambda run_id: results.append(runbooks_approve(run_id, "--as", "erin", "--reject", "--reason", "not now"))

@@ -44,11 +44,13 @@ def test_dry_run_exits_zero_writes_nothing_and_names_the_catalog(demo_sandbox, c
     assert demo_sandbox.requests.writes(since) == []
 
 
-def test_rollback_exits_zero_when_it_succeeded_and_verified(demo_sandbox, cli_env):
+def test_rollback_exits_zero_when_it_succeeded_and_verified(demo_sandbox, cli_env, tmp_path):
     release(demo_sandbox, BAD)
-    result = runbooks(cli_env, *RUN, "--set", "environment=staging")
+    storage = tmp_path / "storage"
+    result = runbooks({**cli_env, "PREFECT_LOCAL_STORAGE_PATH": str(storage)}, *RUN, "--set", "environment=staging")
     assert result.returncode == 0, result.stderr
     assert "emergency-rollback: succeeded" in result.stdout
+    assert not storage.exists() or not any(storage.iterdir()), "no run results are pickled to local storage"
 
 
 def test_failed_run_exits_one_with_a_message_not_a_traceback(demo_sandbox, cli_env):

@@ -15,7 +15,8 @@ from prefect.logging.handlers import APILogHandler
 from flows.rollback import emergency_rollback
 from plans.trigger import AlertContext
 from sandbox.server import DEMO_MANIFESTS
-from tasks.errors import ApprovalRejected, ApprovalTimedOut, GuardRefused, PermanentError, TargetNotFound
+from tasks.errors import (ApprovalRejected, ApprovalTimedOut, CatalogError, GuardRefused, PermanentError,
+                          TargetNotFound)
 from tasks.gate_answer import answer_gate
 from tests.conftest import start_sandbox
 from tests.runbook_helpers import apps_api, release, run_in_thread, wait_for_paused_run, wait_healthy, write_catalog
@@ -246,6 +247,7 @@ def test_dry_run_inside_a_freeze_window_completes_and_notes_the_freeze(estate, c
     ({"environment": "prod"}, TargetNotFound, "allowed: staging"),
     ({"target_revision": 7}, TargetNotFound, "allowed revisions: 1, 2, 3"),
     ({"requested_by": "  "}, PermanentError, "requested_by is empty"),
+    ({"environment": ""}, CatalogError, "environment is empty"),
 ])
 def test_bad_input_is_a_clear_error_with_zero_writes(estate, params, error, allowed):
     since = estate.requests.mark()
@@ -258,12 +260,19 @@ def test_same_end_state_with_20_percent_of_api_calls_failing(estate):
     estate.faults.seed(7)
     for fault in ({"status": 429, "retry_after": 1}, {"status": 500}, {"drop": True}):
         estate.faults.add(verb="*", path="/apis/apps/v1/namespaces/payments/*", probability=0.07, **fault)
-    record = rollback()
+    state = emergency_rollback(service="payments-api", environment="staging", requested_by="alice",
+                               return_state=True)
     estate.faults.clear()
+    record = state.result()
     assert record.outcome == "succeeded"
     wait_healthy(estate)
     assert image_of(estate) == GOOD and revision_of(estate) == "4"
     assert any(r.status in (0, 429, 500) for r in estate.requests.entries())
+    APILogHandler().flush()
+    with get_client(sync_client=True) as prefect:         # retries are in the run's own log, not only a module's
+        logs = prefect.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
+            any_=[state.state_details.flow_run_id])))
+    assert any("transient API error" in log.message for log in logs)
 
 
 def test_no_token_reaches_logs_or_artifacts(tmp_path, monkeypatch):

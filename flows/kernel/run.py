@@ -103,9 +103,9 @@ class Runbook:
     def __exit__(self, exc_type, exc, tb) -> bool:
         """Every exit path: undo what needs undoing, set the outcome, release the lock, report, notify."""
         error = exc
-        if exc is not None and self.undo.pending():
+        if self.undo.pending(always_only=exc is None):
             try:
-                self.undo.run_all(cause=exc)
+                self.undo.run_all(cause=exc, always_only=exc is None)
             except BaseException as undo_error:     # UndoFailed: it replaces the cause, which it chains
                 error = undo_error
         self.record.outcome = outcome_of(self.record, error)
@@ -188,13 +188,13 @@ class Runbook:
 
     def apply(self, change: Change, action: Callable[[], R], *, undo: Callable[[R], Any] | None = None,
               undo_text: str = "", verify_undo: Callable[[R], list[Check]] | None = None,
-              no_undo: str | None = None) -> R:
+              no_undo: str | None = None, always_undo: bool = False) -> R:
         """Make one change: journal it before the write, run `action`, then register its undo.
 
         Every mutating step says how it is undone (`undo`, called with what `action` returned, e.g.
         `previous_replicas=3`, and `verify_undo` to prove it) or why it is not (`no_undo`); the report
         shows which. The kernel runs the undos when verification fails, when an error escapes after the
-        change, and when the run is cancelled.
+        change, and when the run is cancelled; with `always_undo` (a drill's fault) also when it succeeded.
         """
         if (undo is None) == (no_undo is None):
             raise ValueError("apply() needs exactly one of undo= or no_undo= (why this change has no undo)")
@@ -214,7 +214,7 @@ class Runbook:
         self._journal(number, step)
         if undo is not None and step.status == "made":
             self.undo.push(number, step, lambda: undo(result),
-                           (lambda: verify_undo(result)) if verify_undo is not None else None)
+                           (lambda: verify_undo(result)) if verify_undo is not None else None, always=always_undo)
         return result
 
     def _journal(self, number: int, step: Step) -> None:

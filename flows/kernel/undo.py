@@ -23,22 +23,27 @@ class UndoStack:
     def __init__(self, run: "Runbook") -> None:
         self.run = run
         self._entries: list[tuple[int, Step, Callable[[], Any], Callable[[], list[Check]] | None]] = []
+        self._always: set[int] = set()
 
     def push(self, number: int, step: Step, undo: Callable[[], Any],
-             verify: Callable[[], list[Check]] | None = None) -> None:
+             verify: Callable[[], list[Check]] | None = None, *, always: bool = False) -> None:
         self._entries.append((number, step, undo, verify))
+        if always:
+            self._always.add(number)
 
-    def pending(self) -> bool:
-        return bool(self._entries)
+    def pending(self, *, always_only: bool = False) -> bool:
+        return any(not always_only or entry[0] in self._always for entry in self._entries)
 
-    def run_all(self, *, cause: BaseException) -> None:
-        """Undo every registered change, newest first, then run each change's undo verification.
+    def run_all(self, *, cause: BaseException | None, always_only: bool = False) -> None:
+        """Undo the registered changes, newest first, then run each change's undo verification. With
+        `always_only` (a run that succeeded), only the steps whose undo always runs (a drill's restore).
 
         Raises:
             UndoFailed: an undo raised, or its verification failed (chained to `cause`).
         """
         run, record = self.run, self.run.record
-        entries, self._entries = self._entries, []
+        entries = [e for e in self._entries if not always_only or e[0] in self._always]
+        self._entries = [e for e in self._entries if e not in entries]
         run.log.warning("undoing %d change(s) because: %s", len(entries), _describe(cause))
         record.note("undo", f"undoing {len(entries)} change(s) because: {_describe(cause)}")
         failures: list[str] = []
@@ -82,7 +87,9 @@ def _shielded(run: "Runbook") -> Iterator[None]:
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "the run is done and these steps are always undone (a drill restores what it broke)"
     sig = getattr(exc, "signal", None)
     if sig is not None:
         return f"the run was stopped by {signal.Signals(sig).name}"

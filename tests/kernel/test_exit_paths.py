@@ -169,6 +169,13 @@ def test_an_unexpected_error_after_a_change_is_undone_reported_and_notified(esta
     assert report_of(run_id)[0] == "rolled-back" and notified(capture, channels, "rolled-back") == "failure"
 
 
+def test_a_drill_step_is_always_undone_even_when_the_run_succeeds(estate, capture, channels):
+    record, run_id = toy(drill=True)
+    assert record.outcome == "succeeded" and replicas(estate) == 3
+    assert [s.status for s in record.steps] == ["undone"]
+    assert "after undo: PASS replicas: 3 replicas (wanted 3)" in report_of(run_id)[1]
+
+
 def test_every_step_is_journaled_before_and_after_its_write(estate):
     from plans.targets import change_record_key
     from prefect.client.schemas.filters import ArtifactFilterKey

@@ -31,7 +31,7 @@ RUNBOOK = "toy-scale"
 @runbook_flow(name=RUNBOOK, description="A test runbook that scales a Deployment, with switches to break it.")
 def scale_toy(environment: str, service: str, requested_by: str, replicas: int, dry_run: bool = False,
               hold_seconds: float = 0.0, fail_verification: bool = False, fail_undo: bool = False,
-              raise_after_change: str = "") -> RunRecord:
+              raise_after_change: str = "", drill: bool = False) -> RunRecord:
     """Toy Scale: set a service's replica count, verify, undo on failure.
 
     Args:
@@ -45,6 +45,7 @@ def scale_toy(environment: str, service: str, requested_by: str, replicas: int, 
         fail_undo: Make the undo fail.
         raise_after_change: After the change, raise: "bug" (ZeroDivisionError), "sdk" (a Kubernetes 404),
             "prefect" (a Prefect client error), "runbook" (a transient API error).
+        drill: The change is a drill's fault: its undo always runs, also when verification passes.
     """
     with Runbook(RUNBOOK, environment=environment, requested_by=requested_by, dry_run=dry_run) as run:
         target = run.guard(run.catalog.deployment_target(environment, service))
@@ -67,7 +68,8 @@ def scale_toy(environment: str, service: str, requested_by: str, replicas: int, 
         run.apply(change, lambda: scale_deployment(apps, namespace=target.namespace, name=target.deployment,
                                                    replicas=replicas),
                   undo=undo, undo_text=f"scale back to {state.replicas}",
-                  verify_undo=lambda result: [_replicas_are(apps, target, result.previous_replicas)])
+                  verify_undo=lambda result: [_replicas_are(apps, target, result.previous_replicas)],
+                  always_undo=drill)
         time.sleep(hold_seconds)
         _raise(raise_after_change, apps, target)
         run.verify(lambda: [_replicas_are(apps, target, replicas)]
