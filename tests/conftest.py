@@ -8,6 +8,9 @@ from typing import Iterator
 # Never let Prefect's server phone home: nothing here may reach an address other than loopback.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# The test servers store events every half second, not every 5 s: tests that prove "no event was posted"
+# wait for a marker event to be stored, and that wait is this interval.
+os.environ.setdefault("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL", "0.5")
 
 import pytest  # noqa: E402
 from kubernetes import client, config
