@@ -117,6 +117,15 @@ def test_a_run_killed_at_its_gate_ends_crashed_and_cannot_be_approved(stack):
     assert found["metadata_"]["outcome"] == "crashed" and "Nothing was changed" in found["data"]
 
 
+def test_runs_whose_runner_died_too_are_caught_by_heartbeats(stack):
+    """The runner catches a dead run at once; heartbeats and this automation catch the rest."""
+    from deployments.zombies import NAME
+    automations = api(stack, "POST", "/automations/filter", json={"limit": 50}).json()
+    [zombies] = [a for a in automations if a["name"] == NAME]
+    assert zombies["enabled"] and zombies["trigger"]["posture"] == "Proactive"
+    assert zombies["trigger"]["within"] == 90.0 and zombies["actions"][0]["state"] == "CRASHED"
+
+
 def test_a_run_killed_mid_change_leaves_a_report_and_a_cooldown(stack):
     run_id = start_toy(stack, hold_seconds=60, replicas=4)
     wait_for(lambda: "made" in journal(stack, run_id), 60, "the change to be made")
