@@ -91,3 +91,15 @@ def wait_for_paused_run(flow_name: str, *, after: dt.datetime, timeout: float = 
                 return str(paused[0].id)
             time.sleep(0.3)
     raise TimeoutError(f"no paused run of {flow_name} within {timeout}s")
+
+
+def answered_at_gate(start: Callable[[], Any], flow_name: str, answer: Callable[[str], None]) -> tuple[dict, str]:
+    """Run `start` in a thread, wait until its run of `flow_name` pauses at the gate, call `answer(run_id)`
+    as a concurrent person would, and wait for the run to end. Returns ({"result"|"error": ...}, run id)."""
+    started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    thread, box = run_in_thread(start)
+    run_id = wait_for_paused_run(flow_name, after=started)
+    answer(run_id)
+    thread.join(timeout=120)
+    assert not thread.is_alive(), f"the run of {flow_name} did not end after its gate was answered"
+    return box, run_id

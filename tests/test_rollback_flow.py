@@ -19,7 +19,8 @@ from tasks.errors import (ApprovalRejected, ApprovalTimedOut, CatalogError, Guar
                           TargetNotFound)
 from tasks.gate_answer import answer_gate
 from tests.conftest import start_sandbox
-from tests.runbook_helpers import apps_api, release, run_in_thread, wait_for_paused_run, wait_healthy, write_catalog
+from tests.runbook_helpers import (answered_at_gate, apps_api, release, run_in_thread, wait_healthy,
+                                   write_catalog)
 
 from .sandbox.kubectl_helpers import Kubectl, kubectl_binary
 
@@ -147,13 +148,7 @@ def test_dry_run_publishes_the_plan_and_writes_nothing(estate, catalog):
 
 def _gate(answer, **params):
     """Start a production rollback, wait for its gate, answer it; return (record or error, run id)."""
-    started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
-    thread, box = run_in_thread(lambda: rollback(environment="production", **params))
-    run_id = wait_for_paused_run("emergency-rollback", after=started)
-    answer(run_id)
-    thread.join(timeout=120)
-    assert not thread.is_alive()
-    return box, run_id
+    return answered_at_gate(lambda: rollback(environment="production", **params), "emergency-rollback", answer)
 
 
 def test_one_approver_approves_from_a_concurrent_resumer(estate, catalog):

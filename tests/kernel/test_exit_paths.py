@@ -2,7 +2,6 @@
 and undo restores the target: a toy runbook (tests/kernel/toy_runbook.py) on a real sandbox Deployment."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import uuid
 
@@ -16,7 +15,7 @@ from tasks.errors import (ApprovalRejected, classify, ApprovalTimedOut, GuardRef
 from tasks.gate_answer import answer_gate
 from tasks.report import slack_webhook_block
 from tests.capture import CaptureServer
-from tests.runbook_helpers import run_in_thread, wait_for_paused_run, wait_healthy, write_catalog
+from tests.runbook_helpers import answered_at_gate, wait_healthy, write_catalog
 
 from .toy_runbook import scale_toy
 
@@ -118,11 +117,7 @@ def test_bad_input_is_reported_and_notified(estate, capture, channels):
 
 
 def _at_gate(answer, **params):
-    started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
-    thread, box = run_in_thread(lambda: toy(environment="production", **params))
-    run_id = wait_for_paused_run("toy-scale", after=started)
-    answer(run_id)
-    thread.join(timeout=120)
+    box, _ = answered_at_gate(lambda: toy(environment="production", **params), "toy-scale", answer)
     return box["result"]
 
 

@@ -27,7 +27,7 @@ def header(kubectl: Kubectl, *args: str) -> list[str]:
 def test_get_prints_the_real_columns_for_the_new_kinds(kubectl, sandbox):
     out = apply(kubectl, daemonset("agent"), job("migrate"),
                 {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ci", "namespace": "default"}},
-                {"apiVersion": f"rbac.authorization.k8s.io/v1", "kind": "Role",
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
                  "metadata": {"name": "reader", "namespace": "default"},
                  "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
                 {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
