@@ -198,6 +198,8 @@ class Runbook:
         """
         if (undo is None) == (no_undo is None):
             raise ValueError("apply() needs exactly one of undo= or no_undo= (why this change has no undo)")
+        if self.record.target is None or self.dry_run:
+            raise RuntimeError("apply() before guard(), or in a dry run: a change needs its guards and its lock")
         step = Step(change=change, undo=undo_text or (undo and f"undo: {change.describe()} back") or None,
                     no_undo=no_undo)
         self.record.steps.append(step)
