@@ -12,6 +12,7 @@ import json
 import secrets
 import tempfile
 import threading
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,13 @@ class AzureSandbox(StandIn):
         except (ValueError, TypeError) as exc:
             raise HttpError(400, "BadRequest", f"operation fault: {exc}") from None
         return 201, fault.__dict__
+
+    def logged_body(self, request: Request) -> Any:
+        """Token requests are logged without the client secret."""
+        if request.content_type == "application/x-www-form-urlencoded" and b"client_secret=" in request.body:
+            form = urllib.parse.parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+            return urllib.parse.urlencode([(k, "REDACTED" if k == "client_secret" else v) for k, v in form])
+        return super().logged_body(request)
 
     def encode(self, body: Any) -> bytes:
         return json.dumps(body, separators=(",", ":")).encode()

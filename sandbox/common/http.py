@@ -16,7 +16,7 @@ from . import admin
 from .errors import HttpError
 from .faults import Fault
 from .pki import KeyPair
-from .requestlog import LoggedRequest, decode_body
+from .requestlog import LoggedRequest
 
 if TYPE_CHECKING:
     from .standin import StandIn
@@ -237,4 +237,4 @@ class _Recorder:
         self.done = True
         r = self.request
         self.service.requests.record(LoggedRequest(self.started, r.method, r.path, r.query, r.content_type,
-                                                   decode_body(r.body), self.verb, code, self.user_agent))
+                                                   self.service.logged_body(r), self.verb, code, self.user_agent))

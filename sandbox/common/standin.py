@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import pki
 from .errors import HttpError, reason_for
 from .faults import Fault, Faults
-from .requestlog import RequestLog
+from .requestlog import RequestLog, decode_body
 
 if TYPE_CHECKING:
     from .http import Handler, Request, StandInServer
@@ -124,6 +124,10 @@ class StandIn:
         """Headers added to every answer of the service's API, errors and faults included (not the admin
         endpoints): request ids, rate-limit counters, ..."""
         return {}
+
+    def logged_body(self, request: "Request") -> Any:
+        """The request body as the request log keeps it (parsed JSON, else text); a service redacts secrets here."""
+        return decode_body(request.body)
 
     def admin(self, request: "Request") -> tuple[int, Any] | None:
         """(status, JSON body) for a service-specific `/_sandbox/...` endpoint, or None when it has none there."""
