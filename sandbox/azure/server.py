@@ -89,10 +89,12 @@ class AzureCredentials:
     scope: str = ARM_SCOPE
 
     def env(self) -> dict[str, str]:
-        """The environment azure-identity's EnvironmentCredential reads, plus ARM's endpoint and CA bundle."""
-        return {"AZURE_TENANT_ID": self.tenant_id, "AZURE_CLIENT_ID": self.client_id,
-                "AZURE_CLIENT_SECRET": self.client_secret, "AZURE_AUTHORITY_HOST": self.authority,
-                "AZURE_SUBSCRIPTION_ID": self.subscription_id, "RUNBOOKS_ARM_ENDPOINT": self.arm_endpoint,
+        """Environment variables naming all of it. Not azure-identity's own AZURE_* names on purpose: its
+        EnvironmentCredential would pick them up and, with instance discovery on, ask login.microsoftonline.com
+        to validate the loopback authority. A client reads these and passes `disable_instance_discovery=True`."""
+        return {"RUNBOOKS_AZURE_TENANT_ID": self.tenant_id, "RUNBOOKS_AZURE_CLIENT_ID": self.client_id,
+                "RUNBOOKS_AZURE_CLIENT_SECRET": self.client_secret, "RUNBOOKS_AZURE_AUTHORITY": self.authority,
+                "RUNBOOKS_AZURE_SUBSCRIPTION_ID": self.subscription_id, "RUNBOOKS_ARM_ENDPOINT": self.arm_endpoint,
                 "RUNBOOKS_AZURE_CA_BUNDLE": str(self.ca_bundle)}
 
 
