@@ -107,10 +107,10 @@ def arm_headers(azure: "AzureSandbox", request: Request, verb: str) -> dict[str,
     throttled = request.fault is not None and request.fault.status == 429
     remaining = 0 if throttled else azure.rate_limits.take(kind)
     request_id = str(uuid.uuid4())
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return {"x-ms-request-id": request_id,
             "x-ms-correlation-request-id": request.headers.get("x-ms-correlation-request-id") or request_id,
-            "x-ms-routing-request-id": f"{azure.config.location.upper()}:{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}:"
-                                       f"{request_id}",
+            "x-ms-routing-request-id": f"{azure.config.location.upper()}:{stamp}:{request_id}",
             f"x-ms-ratelimit-remaining-subscription-{kind}": str(remaining)}
 
 

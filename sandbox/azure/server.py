@@ -229,7 +229,8 @@ class AzureSandbox(StandIn):
 
     # -- the estate ----------------------------------------------------------------------------------
 
-    def add_cluster(self, name: str, *, resource_group: str | None = None, pools: list[AgentPool] = ()) -> ManagedCluster:
+    def add_cluster(self, name: str, *, resource_group: str | None = None,
+                    pools: list[AgentPool] = ()) -> ManagedCluster:
         """A managed cluster with these pools (their Nodes are not created: describe ones that exist)."""
         group = resource_group or self.config.resource_group
         cluster = ManagedCluster(self.config.subscription_id, group, name, self.config.location,

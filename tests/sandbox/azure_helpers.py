@@ -33,7 +33,8 @@ def credential(azure: AzureSandbox, **overrides) -> ClientSecretCredential:
 
 def arm_client(azure: AzureSandbox, cred: ClientSecretCredential | None = None, **kwargs) -> ContainerServiceClient:
     c = azure.credentials()
-    options = {"credential_scopes": [c.scope], "connection_verify": str(c.ca_bundle), "polling_interval": POLL, **kwargs}
+    options = {"credential_scopes": [c.scope], "connection_verify": str(c.ca_bundle), "polling_interval": POLL,
+               **kwargs}
     return ContainerServiceClient(credential=cred or credential(azure), subscription_id=c.subscription_id,
                                   base_url=c.arm_endpoint, **options)
 

@@ -5,6 +5,7 @@ refusals (409 in flight, 412 stale eTag, 400 validation) arrive as the SDK's own
 from __future__ import annotations
 
 import re
+import ssl
 from typing import Iterator
 
 import httpx
@@ -149,7 +150,8 @@ def test_an_operation_past_the_vcpu_quota_ends_failed_with_quota_exceeded(azure,
 
 
 def test_an_injected_operation_fault_ends_the_next_operation_failed_with_its_code(azure, pools, rg_cluster):
-    added = httpx.post(f"{azure.url}/_sandbox/operation-faults", verify=str(azure.ca_bundle), json={
+    verify = ssl.create_default_context(cafile=str(azure.ca_bundle))
+    added = httpx.post(f"{azure.url}/_sandbox/operation-faults", verify=verify, json={
         "code": "AllocationFailed", "message": "Allocation failed.", "name": "Updating", "pool": "user"})
     assert added.status_code == 201
     with pytest.raises(HttpResponseError) as failed:
@@ -173,15 +175,16 @@ def test_a_second_write_while_one_is_in_flight_gets_409_operation_not_allowed(az
 
 def test_a_stale_if_match_gets_412_and_every_write_changes_the_etag(azure, pools, rg_cluster):
     before = put(pools, rg_cluster, "etags", count=0).result(timeout=10).e_tag
-    after = pools.begin_create_or_update(*rg_cluster, "etags", {"properties": {"count": 0, "vmSize": "Standard_D2s_v5"}},
-                                         etag=before, match_condition=MatchConditions.IfNotModified).result(timeout=10)
+    body = {"properties": {"count": 0, "vmSize": "Standard_D2s_v5"}}
+    after = pools.begin_create_or_update(*rg_cluster, "etags", body, etag=before,
+                                         match_condition=MatchConditions.IfNotModified).result(timeout=10)
     assert after.e_tag != before
     with pytest.raises(ResourceModifiedError) as stale:
         put_kwargs = dict(etag=before, match_condition=MatchConditions.IfNotModified)
-        pools.begin_create_or_update(*rg_cluster, "etags", {"properties": {"count": 0}}, **put_kwargs)
+        pools.begin_create_or_update(*rg_cluster, "etags", body, **put_kwargs)
     assert stale.value.status_code == 412 and stale.value.error.code == "PreconditionFailed"
     with pytest.raises(ResourceExistsError):                     # If-None-Match: * on an existing pool
-        pools.begin_create_or_update(*rg_cluster, "etags", {"properties": {"count": 0}},
+        pools.begin_create_or_update(*rg_cluster, "etags", body,
                                      match_condition=MatchConditions.IfMissing)
     assert pools.get(*rg_cluster, "etags").e_tag == after.e_tag  # refused writes changed nothing
 
@@ -226,9 +229,16 @@ def test_upgrading_the_node_image_reimages_each_node_in_place_behind_a_surge_nod
 
 def test_deleting_a_pool_removes_its_nodes_and_the_last_system_pool_cannot_go(azure, pools, rg_cluster, kube):
     put(pools, rg_cluster, "gone", count=1).result(timeout=10)
-    assert pool_nodes(kube, "gone")
-    assert pools.begin_delete(*rg_cluster, "gone").result(timeout=10) is None
+    pinned_deployment(kube, "gone", "gone", replicas=1)
+    kube.apply_object({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                       "metadata": {"name": "gone-pdb", "namespace": "default"},
+                       "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "gone"}}}})
+    mark = kube.requests.mark()
+    deleted = pools.begin_delete(*rg_cluster, "gone", ignore_pod_disruption_budget=True)   # the PDB cannot block
+    assert deleted.result(timeout=10) is None
     assert pool_nodes(kube, "gone") == []
+    pod_writes = {(e.method, e.path.rsplit("/", 1)[-1]) for e in kube.requests.writes(mark) if "/pods/" in e.path}
+    assert pod_writes and {method for method, _ in pod_writes} == {"DELETE"}     # deleted, not evicted
     with pytest.raises(ResourceNotFoundError):
         pools.get(*rg_cluster, "gone")
     with pytest.raises(HttpResponseError) as refused:
