@@ -7,11 +7,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sandbox.azure import local as azure_local
-from sandbox.azure.server import AzureSandbox
 from sandbox.catalog import write_demo_catalog
 from sandbox.server import DEMO_MANIFESTS, Sandbox, SandboxConfig
+
+if TYPE_CHECKING:      # imported where used: every `runbooks` command imports this module
+    from sandbox.azure.server import AzureSandbox
 
 
 def add_sandbox_parser(commands: argparse._SubParsersAction) -> None:
@@ -50,7 +52,9 @@ def run_sandbox(args: argparse.Namespace) -> int:
     sandbox = Sandbox(config).start()
     azure = None
     try:
-        azure = None if args.no_azure else azure_local.start_next_to(sandbox, args.dir, speed=args.speed)
+        if not args.no_azure:
+            from sandbox.azure.local import start_next_to
+            azure = start_next_to(sandbox, args.dir, speed=args.speed)
         write_files(sandbox, args.dir, azure)
         print(f"sandbox: Kubernetes API at {sandbox.url}", flush=True)
         if azure is not None:
@@ -63,14 +67,17 @@ def run_sandbox(args: argparse.Namespace) -> int:
               flush=True)
         stop.wait()
     finally:
-        if azure is not None:
-            azure.stop()
+        stopping = threading.Thread(target=azure.stop) if azure is not None else None
+        if stopping is not None:
+            stopping.start()                           # both servers wind down at once
         sandbox.stop()
+        if stopping is not None:
+            stopping.join()
         print("sandbox: stopped", flush=True)
     return 0
 
 
-def write_files(sandbox: Sandbox, directory: Path, azure: AzureSandbox | None = None) -> None:
+def write_files(sandbox: Sandbox, directory: Path, azure: "AzureSandbox | None" = None) -> None:
     """kubeconfig and catalog first, env last: `env` existing means the sandbox is ready."""
     directory.mkdir(parents=True, exist_ok=True)
     env = directory / "env"
@@ -80,7 +87,9 @@ def write_files(sandbox: Sandbox, directory: Path, azure: AzureSandbox | None = 
     lines = [f"export KUBECONFIG={shlex.quote(str(kubeconfig))}",
              f"export RUNBOOKS_CATALOG={shlex.quote(str(catalog))}",
              f"export SANDBOX_URL={shlex.quote(sandbox.url)}"]
-    lines += azure_local.env_lines(azure, directory) if azure is not None else []
+    if azure is not None:
+        from sandbox.azure.local import env_lines
+        lines += env_lines(azure, directory)
     tmp = directory / ".env.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     tmp.chmod(0o600)                                   # it may hold the Azure stand-in's client secret

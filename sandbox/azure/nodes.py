@@ -3,11 +3,13 @@ the Kubernetes sandbox's own API, as the AKS resource provider does through the 
 honour PodDisruptionBudgets there and every call shows in that sandbox's request log."""
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import ssl
+import urllib.parse
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import httpx
 
 from .errors import OperationError
 from .operations import Clock
@@ -23,38 +25,56 @@ DRAIN_DOC = "See http://aka.ms/aks/debugdrainfailures."
 _BUDGET = re.compile(r"The disruption budget (\S+) ")
 
 
+@dataclass
+class Reply:
+    status_code: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
 class KubeNodes:
+    """A small client of the Kubernetes sandbox's API (the standard library's, one connection per call: its
+    calls come from several operation threads, and it keeps `runbooks sandbox` quick to start)."""
+
     def __init__(self, kube: "Sandbox", clock: Clock) -> None:
         self.kube = kube
         self.clock = clock
-        self._http: httpx.Client | None = None
+        url = urllib.parse.urlsplit(kube.url)
+        self._address = (url.hostname or "127.0.0.1", url.port)
+        self._tls = ssl.create_default_context(cadata=kube.ca.cert_pem.decode()) if url.scheme == "https" else None
+        self._headers = {"User-Agent": "aks-resource-provider (runbooks sandbox)", "Accept": "application/json"}
+        if kube.config.token:
+            self._headers["Authorization"] = f"Bearer {kube.config.token}"
 
-    def _client(self) -> httpx.Client:
-        if self._http is None:
-            verify: Any = True
-            if self.kube.ca is not None:
-                verify = ssl.create_default_context(cadata=self.kube.ca.cert_pem.decode())
-            headers = {"User-Agent": "aks-resource-provider (runbooks sandbox)"}
-            if self.kube.config.token:
-                headers["Authorization"] = f"Bearer {self.kube.config.token}"
-            self._http = httpx.Client(base_url=self.kube.url, verify=verify, headers=headers, timeout=10)
-        return self._http
+    def _send(self, method: str, path: str, params: dict | None = None, body: Any = None,
+              headers: dict | None = None) -> Reply:
+        host, port = self._address
+        connection = (http.client.HTTPSConnection(host, port, context=self._tls, timeout=10) if self._tls
+                      else http.client.HTTPConnection(host, port, timeout=10))
+        try:
+            data = None if body is None else json.dumps(body).encode()
+            sent = {**self._headers, **({"Content-Type": "application/json"} if data is not None else {}),
+                    **(headers or {})}
+            connection.request(method, path + (f"?{urllib.parse.urlencode(params)}" if params else ""), data, sent)
+            answer = connection.getresponse()
+            return Reply(answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
+        finally:
+            connection.close()
 
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-
-    def _call(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any) -> httpx.Response:
+    def _call(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any) -> Reply:
         """One API call; 429/5xx are retried a few times, as AKS's clients do."""
         for attempt in range(4):
-            response = self._client().request(method, path, **kwargs)
+            response = self._send(method, path, **kwargs)
             if response.status_code in ok:
                 return response
             if response.status_code == 429 and "eviction" in path:
                 return response
             if response.status_code not in (429, 500, 502, 503, 504) or attempt == 3:
                 break
-            self.clock.sleep(float(response.headers.get("Retry-After") or 1))
+            self.clock.sleep(float(response.headers.get("retry-after") or 1))
         raise OperationError("KubernetesAPICallFailed", f"{method} {path} answered {response.status_code}: "
                              f"{_message(response)}")
 
@@ -73,7 +93,7 @@ class KubeNodes:
     def register(self, manifest: dict, ready_timeout: float = 10.0) -> None:
         """Create the Node (its kubelet registering) and wait until it reports Ready."""
         name = manifest["metadata"]["name"]
-        self._call("POST", "/api/v1/nodes", json=manifest)
+        self._call("POST", "/api/v1/nodes", body=manifest)
         waited = 0.0
         while not _ready(self._call("GET", f"/api/v1/nodes/{name}").json()):
             if waited >= ready_timeout:
@@ -82,7 +102,7 @@ class KubeNodes:
             self.clock.pause(0.02)
 
     def patch(self, name: str, patch: dict) -> None:
-        self._call("PATCH", f"/api/v1/nodes/{name}", json=patch,
+        self._call("PATCH", f"/api/v1/nodes/{name}", body=patch,
                    headers={"Content-Type": "application/merge-patch+json"})
 
     def cordon(self, name: str, unschedulable: bool = True) -> None:
@@ -106,19 +126,19 @@ class KubeNodes:
             self.clock.sleep(EVICTION_RETRY_SECONDS if blocked else 0.5)
             waited += EVICTION_RETRY_SECONDS if blocked else 0.5
 
-    def _evict(self, pod: dict, force: bool) -> httpx.Response | None:
+    def _evict(self, pod: dict, force: bool) -> Reply | None:
         """Evict (or delete) one pod; the 429 answer when a disruption budget refuses, else None."""
         meta = pod["metadata"]
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
         if force or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             self._call("DELETE", path, ok=(200, 202, 404))
             return None
-        answer = self._call("POST", f"{path}/eviction", ok=(200, 201, 404, 429), json={
+        answer = self._call("POST", f"{path}/eviction", ok=(200, 201, 404, 429), body={
             "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": meta["name"],
                                                                         "namespace": meta["namespace"]}})
         return answer if answer.status_code == 429 else None
 
-    def _drain_message(self, node: str, pod: dict, answer: httpx.Response) -> str:
+    def _drain_message(self, node: str, pod: dict, answer: Reply) -> str:
         meta = pod["metadata"]
         body = _json(answer)
         causes = (body.get("details") or {}).get("causes") or [{}]
@@ -131,7 +151,7 @@ class KubeNodes:
                 f"pdb {budget} with {unready} unready pods.")
 
     def _unready(self, namespace: str, budget: str) -> int:
-        response = self._client().get(f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/{budget}")
+        response = self._send("GET", f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/{budget}")
         status = _json(response).get("status") or {}
         return max(0, status.get("expectedPods", 0) - status.get("currentHealthy", 0))
 
@@ -192,7 +212,7 @@ def _ready(node: dict) -> bool:
                for c in (node.get("status") or {}).get("conditions") or [])
 
 
-def _json(response: httpx.Response) -> dict:
+def _json(response: Reply) -> dict:
     try:
         body = response.json()
     except ValueError:
@@ -200,5 +220,5 @@ def _json(response: httpx.Response) -> dict:
     return body if isinstance(body, dict) else {}
 
 
-def _message(response: httpx.Response) -> str:
-    return str(_json(response).get("message") or response.text[:200])
+def _message(response: Reply) -> str:
+    return str(_json(response).get("message") or response.body[:200].decode("utf-8", "replace"))

@@ -13,7 +13,7 @@ KUBERNETES_VERSION = "1.31.0"          # what the Kubernetes sandbox's kubelets 
 NODE_IMAGE = "AKSUbuntu-2204gen2containerd-202501.12.0"
 LATEST_NODE_IMAGE = "AKSUbuntu-2204gen2containerd-202502.09.0"
 POOL_TYPE = "Microsoft.ContainerService/managedClusters/agentPools"
-CLUSTER_TYPE = "Microsoft.ContainerService/ManagedClusters"
+CLUSTER_TYPE = "Microsoft.ContainerService/managedClusters"     # as ManagedClustersGet.json writes it
 NODE_NAME = re.compile(r"^aks-(?P<pool>[a-z][a-z0-9]{0,11})-(?P<digits>\d{8})-vmss(?P<instance>[0-9a-z]{6})$")
 BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 

@@ -138,8 +138,6 @@ class AzureSandbox(StandIn):
     def stop(self) -> None:
         self.stopping.set()
         self.stop_server()
-        if self.nodes is not None:
-            self.nodes.close()
         if self._tmp is not None:
             self._tmp.cleanup()
 

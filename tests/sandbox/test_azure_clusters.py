@@ -58,6 +58,7 @@ def test_clusters_are_listed_by_subscription_and_resource_group_and_describe_the
     cluster = client.managed_clusters.get(group, name)
     assert cluster.id == (f"/subscriptions/{azure.config.subscription_id}/resourcegroups/{group}/providers/"
                           f"Microsoft.ContainerService/managedClusters/{name}")
+    assert cluster.type == "Microsoft.ContainerService/managedClusters"
     assert (cluster.location, cluster.provisioning_state, cluster.node_resource_group) == (
         "westeurope", "Succeeded", f"MC_{group}_{name}_westeurope")
     nodes = kube.list("Node")
