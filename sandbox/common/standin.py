@@ -1,6 +1,6 @@
 """`StandIn`: the base of every API stand-in. It owns the server thread, TLS, faults and the request log;
 a service subclasses it and overrides the hooks that make it look like its real API (`serve`, `verb`,
-`authenticate`, `render_error`, `fault_error`, `answer_headers`, `admin`, `encode`)."""
+`authenticate`, `render_error`, `fault_error`, `answer_headers`, `logged_body`, `admin`, `encode`)."""
 from __future__ import annotations
 
 import datetime as dt
