@@ -19,7 +19,7 @@ from sandbox.azure.arm import API_VERSION
 from sandbox.azure.server import AzureSandbox
 from sandbox.server import DEMO_MANIFESTS, Sandbox
 from tests.conftest import start_sandbox
-from tests.sandbox.azure_helpers import arm_client, credential, start_azure
+from tests.sandbox.azure_helpers import arm_client, credential, start_azure, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -107,7 +107,7 @@ def test_certificate_rotation_answers_202_and_its_location_202_then_204(azure, c
         with pytest.raises(ResourceExistsError) as busy:           # no pool write while the cluster rotates
             client.agent_pools.begin_create_or_update(group, name, "user", {"properties": {"count": 3}})
         assert busy.value.error.code == "OperationNotAllowed" and "RotatingClusterCertificates" in str(busy.value)
-        time.sleep(0.1)
+        wait_for(lambda: any("operationresults" in e.path and e.status == 202 for e in azure.requests.entries(mark)))
     assert poller.result(timeout=10) is None
     log = [(e.method, e.path.rsplit("/", 1)[-1], e.status) for e in azure.requests.entries(mark)
            if e.method == "POST" or "operationresults" in e.path]
