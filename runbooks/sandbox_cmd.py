@@ -1,4 +1,4 @@
-"""`runbooks sandbox`: run the local Kubernetes API stand-in in the foreground."""
+"""`runbooks sandbox`: run the local Kubernetes API stand-in (and the Azure one next to it) in the foreground."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +7,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sandbox.catalog import write_demo_catalog
 from sandbox.server import DEMO_MANIFESTS, Sandbox, SandboxConfig
+
+if TYPE_CHECKING:      # imported where used: every `runbooks` command imports this module
+    from sandbox.azure.server import AzureSandbox
 
 
 def add_sandbox_parser(commands: argparse._SubParsersAction) -> None:
@@ -25,6 +29,8 @@ def add_sandbox_parser(commands: argparse._SubParsersAction) -> None:
                         help=f"YAML file or directory to seed state from (default: the demo estate in "
                              f"{DEMO_MANIFESTS})")
     parser.add_argument("--empty", action="store_true", help="start with no seed state")
+    parser.add_argument("--no-azure", action="store_true",
+                        help="do not start the Azure stand-in (ARM for AKS + an Entra ID tenant) next to it")
     parser.set_defaults(func=run_sandbox)
 
 
@@ -44,21 +50,34 @@ def run_sandbox(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sandbox = Sandbox(config).start()
+    azure = None
     try:
-        write_files(sandbox, args.dir)
+        if not args.no_azure:
+            from sandbox.azure.local import start_next_to
+            azure = start_next_to(sandbox, args.dir, speed=args.speed)
+        write_files(sandbox, args.dir, azure)
         print(f"sandbox: Kubernetes API at {sandbox.url}", flush=True)
+        if azure is not None:
+            print(f"sandbox: Azure Resource Manager and Entra ID at {azure.url} (AKS cluster "
+                  f"{azure.config.resource_group}/{azure.config.cluster_name}; RUNBOOKS_AZURE_* in the env file)",
+                  flush=True)
         print(f"sandbox: export KUBECONFIG={(args.dir / 'kubeconfig').resolve()}   (or: source {args.dir / 'env'})",
               flush=True)
         print("sandbox: no cluster is configured, so runbooks run against this sandbox; Ctrl-C stops it",
               flush=True)
         stop.wait()
     finally:
+        stopping = threading.Thread(target=azure.stop) if azure is not None else None
+        if stopping is not None:
+            stopping.start()                           # both servers wind down at once
         sandbox.stop()
+        if stopping is not None:
+            stopping.join()
         print("sandbox: stopped", flush=True)
     return 0
 
 
-def write_files(sandbox: Sandbox, directory: Path) -> None:
+def write_files(sandbox: Sandbox, directory: Path, azure: "AzureSandbox | None" = None) -> None:
     """kubeconfig and catalog first, env last: `env` existing means the sandbox is ready."""
     directory.mkdir(parents=True, exist_ok=True)
     env = directory / "env"
@@ -68,6 +87,10 @@ def write_files(sandbox: Sandbox, directory: Path) -> None:
     lines = [f"export KUBECONFIG={shlex.quote(str(kubeconfig))}",
              f"export RUNBOOKS_CATALOG={shlex.quote(str(catalog))}",
              f"export SANDBOX_URL={shlex.quote(sandbox.url)}"]
+    if azure is not None:
+        from sandbox.azure.local import env_lines
+        lines += env_lines(azure, directory)
     tmp = directory / ".env.tmp"
     tmp.write_text("\n".join(lines) + "\n")
+    tmp.chmod(0o600)                                   # it may hold the Azure stand-in's client secret
     tmp.replace(env)

@@ -38,6 +38,9 @@ def handle(service: "StandIn", request: "Request") -> tuple[int, Any]:
         if service.faults.remove(path.rsplit("/", 1)[-1]):
             return 200, {"removed": True}
         raise HttpError(404, "NotFound", "no such fault")
+    answer = service.admin(request)
+    if answer is not None:
+        return answer
     raise HttpError(404, "NotFound", f"no sandbox endpoint {method} {path}")
 
 

@@ -16,7 +16,7 @@ from . import admin
 from .errors import HttpError
 from .faults import Fault
 from .pki import KeyPair
-from .requestlog import LoggedRequest, decode_body
+from .requestlog import LoggedRequest
 
 if TYPE_CHECKING:
     from .standin import StandIn
@@ -85,6 +85,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: StandInServer
     _record: Any = None              # the current request's log hook (see _serve)
+    _request: Request | None = None  # the current request, until its answer takes the service's headers
     disable_nagle_algorithm = True   # headers and body go out as separate writes: avoid a 40 ms delayed-ACK stall
 
     @property
@@ -108,6 +109,7 @@ class Handler(BaseHTTPRequestHandler):
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         request = Request(self.command, url.path, query, content_type, b"", Headers(self.headers.items()))
         self._record = _Recorder(service, request, self.headers.get("User-Agent", ""))
+        self._request = request
         status = 0
         try:
             request.body = self._read_body(service.max_body)
@@ -138,7 +140,7 @@ class Handler(BaseHTTPRequestHandler):
                 status = 0
         finally:
             self._record(status)
-            self._record = None
+            self._record = self._request = None
 
     def send_response(self, code: int, message: str | None = None) -> None:
         if self._record is not None:
@@ -178,11 +180,18 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache, private")
-        for key, value in (headers or {}).items():
+        for key, value in {**self._service_headers(), **(headers or {})}.items():
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
         return status
+
+    def _service_headers(self) -> dict[str, str]:
+        """The service's `answer_headers` for the current request, once (an admin request gets none)."""
+        request, self._request = self._request, None
+        if request is None or request.path.startswith(admin.PREFIX):
+            return {}
+        return self.server.service.answer_headers(request)
 
     def start_stream(self, content_type: str) -> None:
         """Begin a chunked 200 answer (a watch, a log follow)."""
@@ -190,6 +199,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
+        for key, value in self._service_headers().items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.flush()
 
@@ -226,4 +237,4 @@ class _Recorder:
         self.done = True
         r = self.request
         self.service.requests.record(LoggedRequest(self.started, r.method, r.path, r.query, r.content_type,
-                                                   decode_body(r.body), self.verb, code, self.user_agent))
+                                                   self.service.logged_body(r), self.verb, code, self.user_agent))

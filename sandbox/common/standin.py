@@ -1,6 +1,6 @@
 """`StandIn`: the base of every API stand-in. It owns the server thread, TLS, faults and the request log;
 a service subclasses it and overrides the hooks that make it look like its real API (`serve`, `verb`,
-`render_error`, `fault_error`, `encode`)."""
+`authenticate`, `render_error`, `fault_error`, `answer_headers`, `logged_body`, `admin`, `encode`)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import pki
 from .errors import HttpError, reason_for
 from .faults import Fault, Faults
-from .requestlog import RequestLog
+from .requestlog import RequestLog, decode_body
 
 if TYPE_CHECKING:
     from .http import Handler, Request, StandInServer
@@ -119,6 +119,19 @@ class StandIn:
         if fault.retry_after is not None or code == 429:
             headers["Retry-After"] = str(fault.retry_after if fault.retry_after is not None else 1)
         return HttpError(code, reason_for(code), f"injected fault {code}", headers=headers)
+
+    def answer_headers(self, request: "Request") -> dict[str, str]:
+        """Headers added to every answer of the service's API, errors and faults included (not the admin
+        endpoints): request ids, rate-limit counters, ..."""
+        return {}
+
+    def logged_body(self, request: "Request") -> Any:
+        """The request body as the request log keeps it (parsed JSON, else text); a service redacts secrets here."""
+        return decode_body(request.body)
+
+    def admin(self, request: "Request") -> tuple[int, Any] | None:
+        """(status, JSON body) for a service-specific `/_sandbox/...` endpoint, or None when it has none there."""
+        return None
 
     def encode(self, body: Any) -> bytes:
         """JSON as Go's encoder writes it: compact, one trailing newline."""
