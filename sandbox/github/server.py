@@ -14,6 +14,7 @@ from ..common.faults import Fault
 from ..common.http import Handler, Request
 from ..common.standin import StandIn, StandInConfig
 from . import actions, api, api_actions, api_apps, api_issues, api_repos  # noqa: F401  (routes register on import)
+from . import admin as github_admin
 from .api import Answer, Ctx, GitHubError
 from .auth import App, Auth, Identity, new_app, new_token
 from .blobs import PREFIX as BLOBS, Blobs
@@ -42,6 +43,9 @@ class GitHubConfig(StandInConfig):
     log_url_seconds: float = 60.0          # how long a signed log URL stays valid
     rate_limit: int = 5000                 # requests per hour per identity
     dispatch_delay: float = 0.0            # simulated seconds before a dispatched run shows in run lists
+    app_id: int | None = None              # the GitHub App's identity, kept across restarts (local.py); else
+    installation_id: int | None = None     # made up on first use of app()
+    app_private_key: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -110,7 +114,9 @@ class GitHubSandbox(Seeding, StandIn):
         `private_key` (PEM) are what `github.Auth.AppAuth` and `.get_installation_auth` take."""
         with self.lock:
             if self._app is None:
-                self._app = new_app("runbooks-app", self.config.owner)
+                c = self.config
+                self._app = new_app("runbooks-app", c.owner, app_id=c.app_id, installation_id=c.installation_id,
+                                    private_key=c.app_private_key)
                 self.auth.add_app(self._app)
             return self._app
 
@@ -198,6 +204,10 @@ class GitHubSandbox(Seeding, StandIn):
         return {**limits, "X-GitHub-Request-Id": request_id(), "X-GitHub-Media-Type": "github.v3; format=json",
                 "X-GitHub-Api-Version-Selected": "2022-11-28", "Vary": "Accept, Authorization, Cookie",
                 "X-Content-Type-Options": "nosniff"}
+
+    def admin(self, request: Request) -> tuple[int, Any] | None:
+        """`/_sandbox/github/...`: seeding and steering over HTTP (see admin.py)."""
+        return github_admin.handle(self, request)
 
     def encode(self, body: Any) -> bytes:
         return json.dumps(body, separators=(",", ":")).encode()
