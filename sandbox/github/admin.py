@@ -7,6 +7,8 @@ and steer it over HTTP as in-process tests do through its methods (never logged,
     POST /_sandbox/github/outcomes     {"repo", "workflow", "outcome": {...}, "every"?: false}   (next run's)
     POST /_sandbox/github/runs         {"repo", "workflow", "outcome"?, "event"?, "branch"?, "age"?}
     POST /_sandbox/github/runs/{id}/begin | /finish
+    POST /_sandbox/github/hooks        {"repo", "url", "secret"?, "events"?}    (a loopback URL)
+    POST /_sandbox/github/hooks/{id}/redeliver   {"repo", "delivery"}
     POST /_sandbox/github/rate-limit   {"primary": {"reset_in", "status"}} or {"secondary": {"retry_after",
                                         "times", "status"}};  DELETE resets
 
@@ -72,6 +74,13 @@ def _dispatch(gh: "GitHubSandbox", method: str, what: str, body: dict) -> tuple[
         (gh.begin if action == "begin" else gh.finish)(int(run_id))
         status, conclusion = gh.run_status(int(run_id))
         return 200, {"status": status, "conclusion": conclusion}
+    if (method, what) == ("POST", "hooks"):
+        hook = gh.add_hook(body["repo"], body["url"], secret=body.get("secret"),
+                           events=body.get("events", ("workflow_run",)))
+        return 201, {"id": hook.id}
+    if method == "POST" and what.startswith("hooks/") and what.endswith("/redeliver"):
+        again = gh.redeliver(body["repo"], int(what.split("/")[1]), int(body["delivery"]))
+        return 201, {"id": again.id, "guid": again.guid, "status_code": again.status_code}
     if what == "rate-limit":
         return _rate_limit(gh, method, body)
     return None

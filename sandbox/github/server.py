@@ -15,6 +15,8 @@ from ..common.http import Handler, Request
 from ..common.standin import StandIn, StandInConfig
 from . import actions, api, api_actions, api_apps, api_issues, api_repos  # noqa: F401  (routes register on import)
 from . import admin as github_admin
+from . import api_hooks  # noqa: F401
+from .hooks import Watcher
 from .api import Answer, Ctx, GitHubError
 from .auth import App, Auth, Identity, new_app, new_token
 from .blobs import PREFIX as BLOBS, Blobs
@@ -69,6 +71,7 @@ class GitHubSandbox(Seeding, StandIn):
     logger_name = "sandbox.github"
     tls_common_name = "github-sandbox"
     ca_common_name = "github-sandbox-ca"
+    poll_interval = 0.02          # a test starts and stops one per test: stop at once
 
     def __init__(self, config: GitHubConfig | None = None) -> None:
         self.config: GitHubConfig = config or GitHubConfig()
@@ -81,11 +84,13 @@ class GitHubSandbox(Seeding, StandIn):
         self.blobs = Blobs(lambda: self.url, self.config.log_url_seconds)
         self._repos: dict[str, Repo] = {}
         self._app: App | None = None
+        self.watcher = Watcher(self._hooked_runs, self._announce, self.stopping)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> "GitHubSandbox":
         self.start_server()
+        self.watcher.start()
         return self
 
     def stop(self) -> None:
