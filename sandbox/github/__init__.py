@@ -42,6 +42,8 @@ Rate limits, faults and the request log::
     gh.rate_limits.exhaust(reset_in=1.0, status=403)   # primary: 403/429, X-RateLimit-Remaining 0 until the reset
     gh.rate_limits.secondary(retry_after=1, times=1)   # secondary: 429 with Retry-After
     gh.faults.add(verb="create", path="*/issues", status=502, times=1)   # common faults (verb: get/list/create/...)
+    gh.lost_answers.add(verb="create", path="*/issues", status=502, times=1)   # the issue IS created, the
+                                                       # client hears a 502 (and PyGithub's retry sends it again)
     gh.requests.entries() / .writes()                  # every request; GET /_sandbox/requests over HTTP
 
 Webhooks: `hook = gh.add_hook(repo, "http://127.0.0.1:PORT/path", secret=..., events=("workflow_run",))` (or

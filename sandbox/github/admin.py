@@ -9,6 +9,8 @@ and steer it over HTTP as in-process tests do through its methods (never logged,
     POST /_sandbox/github/runs/{id}/begin | /finish
     POST /_sandbox/github/hooks        {"repo", "url", "secret"?, "events"?}    (a loopback URL)
     POST /_sandbox/github/hooks/{id}/redeliver   {"repo", "delivery"}
+    POST /_sandbox/github/lost-answers {"verb", "path", "status", "times"}   (the write happens, the answer is
+                                        an error);  DELETE clears
     POST /_sandbox/github/rate-limit   {"primary": {"reset_in", "status"}} or {"secondary": {"retry_after",
                                         "times", "status"}};  DELETE resets
 
@@ -81,6 +83,11 @@ def _dispatch(gh: "GitHubSandbox", method: str, what: str, body: dict) -> tuple[
     if method == "POST" and what.startswith("hooks/") and what.endswith("/redeliver"):
         again = gh.redeliver(body["repo"], int(what.split("/")[1]), int(body["delivery"]))
         return 201, {"id": again.id, "guid": again.guid, "status_code": again.status_code}
+    if what == "lost-answers" and method in ("POST", "DELETE"):
+        if method == "DELETE":
+            gh.lost_answers.clear()
+            return 200, {"cleared": True}
+        return 201, gh.lost_answers.add(**body).as_dict()
     if what == "rate-limit":
         return _rate_limit(gh, method, body)
     return None

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..common.errors import HttpError
-from ..common.faults import Fault
+from ..common.faults import Fault, Faults
 from ..common.http import Handler, Request
 from ..common.standin import StandIn, StandInConfig
 from . import actions, api, api_actions, api_apps, api_issues, api_repos  # noqa: F401  (routes register on import)
@@ -85,6 +85,8 @@ class GitHubSandbox(Seeding, StandIn):
         self._repos: dict[str, Repo] = {}
         self._app: App | None = None
         self.watcher = Watcher(self._hooked_runs, self._announce, self.stopping)
+        # Faults that strike after the request took effect: GitHub did the write, the answer is a 5xx.
+        self.lost_answers = Faults(self.config.seed)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -158,6 +160,9 @@ class GitHubSandbox(Seeding, StandIn):
         answer = self._conditional(request, answer)
         if counted and answer.status != 304:
             self.rate_limits.consume(identity.key)
+        lost = self.lost_answers.pick(self.verb(request), request.path)
+        if lost is not None:           # done, but the client hears an error (and may well send it again)
+            raise self.fault_error(lost)
         if answer.raw is not None or answer.body is None:
             return responder.send_bytes(answer.status, answer.raw or b"", answer.content_type, answer.headers)
         return responder.send_json(answer.status, answer.body, answer.headers)
