@@ -51,6 +51,27 @@ def get_branch(ctx: Ctx) -> Answer:
     return Answer(200, render.branch(ctx.urls, repo, ctx.params["branch"], sha))
 
 
+@route("GET", "/repos/{owner}/{repo}/tags")
+def list_tags(ctx: Ctx) -> Answer:
+    repo = ctx.repo
+    return page(ctx, [{"name": n, "commit": {"sha": s, "url": f"{ctx.urls.repo(repo)}/commits/{s}"},
+                       "zipball_url": f"{ctx.urls.repo(repo)}/zipball/refs/tags/{n}",
+                       "tarball_url": f"{ctx.urls.repo(repo)}/tarball/refs/tags/{n}",
+                       "node_id": render.node_id("Ref", len(n))} for n, s in sorted(repo.tags.items())])
+
+
+@route("GET", "/repos/{owner}/{repo}/git/ref/{kind}/{name}")
+def get_ref(ctx: Ctx) -> Answer:
+    repo, kind, name = ctx.repo, ctx.params["kind"], ctx.params["name"]
+    refs = {"heads": repo.branches, "tags": repo.tags}.get(kind, {})
+    if name not in refs:
+        raise not_found()
+    sha = refs[name]
+    return Answer(200, {"ref": f"refs/{kind}/{name}", "node_id": render.node_id("Ref", len(name)),
+                        "url": f"{ctx.urls.repo(repo)}/git/refs/{kind}/{name}",
+                        "object": {"type": "commit", "sha": sha, "url": f"{ctx.urls.repo(repo)}/git/commits/{sha}"}})
+
+
 def _sha(ctx: Ctx) -> str:
     sha = ctx.repo.resolve(ctx.params["ref"])
     if sha is None:
