@@ -20,7 +20,7 @@ Choose how runs end (`Outcome`: conclusion success | failure | cancelled | timed
 | action_required (no jobs) | skipped | neutral; `job`/`step` where it failed, `log` the lines printed there):
 
     gh.next_outcome("acme/payments", "ci.yml", conclusion="failure", job="test", log=["AssertionError: 1 != 2"])
-    gh.set_outcome("acme/payments", "ci.yml", Outcome(conclusion="failure", flaky=True))  # attempt 1 fails, re-runs pass
+    gh.set_outcome("acme/payments", "ci.yml", Outcome(conclusion="failure", flaky=True))  # fails once, re-runs pass
     run = gh.add_run("acme/payments", "ci.yml", conclusion="timed_out", age=3600)   # a push an hour ago: completed
     gh.add_run("acme/payments", "ci.yml", stuck=True, age=7200)        # queued for two hours, until cancelled
     gh.add_run("acme/payments", "rollback.yml", hold=True)             # in_progress until gh.finish(run.id)

@@ -156,7 +156,7 @@ def _step_lines(run: Run, job: Job, name: str) -> list[str]:
     """What a step prints: the runner's preamble for "Set up job", a group with the command for a `run:` or
     `uses:` step, the clean-up for "Complete job"."""
     if name == "Set up job":
-        return [f"Current runner version: '2.321.0'", f"Runner name: '{job.runner}'",
+        return ["Current runner version: '2.321.0'", f"Runner name: '{job.runner}'",
                 "Requested labels: ubuntu-latest", f"Job defined at: {run.workflow.path}@refs/heads/{run.branch}"]
     if name == "Complete job":
         return ["Cleaning up orphan processes"]

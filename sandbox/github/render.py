@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
 
 from . import actions
 from .model import (Attempt, Comment, Commit, CommitStatus, Deployment, DeploymentStatus, Issue, Job, Label,
@@ -100,7 +99,8 @@ def run(urls: Urls, repo: Repo, r: Run, attempt: Attempt, now: float) -> dict:
         "head_sha": r.sha, "path": r.workflow.path, "display_title": r.title, "run_number": r.number,
         "event": r.event, "status": status,
         "conclusion": attempt.conclusion if status == "completed" else None,
-        "workflow_id": r.workflow.id, "check_suite_id": r.id + 7, "check_suite_node_id": node_id("CheckSuite", r.id + 7),
+        "workflow_id": r.workflow.id, "check_suite_id": r.id + 7,
+        "check_suite_node_id": node_id("CheckSuite", r.id + 7),
         "url": url, "html_url": f"{urls.repo_web(repo)}/actions/runs/{r.id}", "pull_requests": [],
         "created_at": iso(first.created), "updated_at": iso(_updated(attempt, status)),
         "actor": user(urls, r.actor), "triggering_actor": user(urls, r.actor), "run_attempt": attempt.number,

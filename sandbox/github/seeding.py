@@ -227,10 +227,9 @@ class Seeding:
             repo.hooks[hook.id] = hook
             for run in repo.runs.values():                # history is not announced, only what happens next
                 self.watcher.seen(run, run.latest.status(time.time()))
+            described = {"type": "Repository", "id": hook.id, "events": list(events), "active": active}
             ping = hooks.new_delivery("ping", None, {"zen": "Keep it logically awesome.", "hook_id": hook.id,
-                                                    "hook": {"type": "Repository", "id": hook.id, "events": list(events),
-                                                             "active": active},
-                                                    "repository": render.repository(self.urls, repo),
+                                                    "hook": described, "repository": render.repository(self.urls, repo),
                                                     "sender": render.user(self.urls, self.config.login)})
             hook.deliveries.append(ping)
         self._send(hook, ping, repo.id, wait=False)

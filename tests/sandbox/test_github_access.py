@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, BadCredentialsException, Github, GithubException, UnknownObjectException
 from github.GithubException import RateLimitExceededException, RateLimitExceededExceedsMaxWait
 
-from tests.sandbox.github_helpers import REPO, client, gh, github, quick_retry  # noqa: F401  (fixtures)
+from tests.sandbox.github_helpers import REPO, client, quick_retry
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -42,7 +42,8 @@ def test_a_github_app_gets_an_installation_token_and_acts_as_its_bot(gh):
 def test_a_jwt_signed_by_another_key_or_used_outside_the_app_endpoints_is_refused(gh):
     app = gh.app()
     jwt = Auth.AppAuth(app.id, app.private_key).create_jwt()
-    assert requests.get(f"{gh.base_url}/app", headers={"Authorization": f"Bearer {jwt}"}, timeout=5).json()["id"] == app.id
+    itself = requests.get(f"{gh.base_url}/app", headers={"Authorization": f"Bearer {jwt}"}, timeout=5)
+    assert itself.json()["id"] == app.id
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     forged = Auth.AppAuth(app.id, stranger).create_jwt()

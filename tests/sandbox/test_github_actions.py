@@ -8,7 +8,7 @@ from github import GithubException
 
 from sandbox.github import JobSpec, Outcome, WorkflowInput
 from tests.sandbox.azure_helpers import wait_for
-from tests.sandbox.github_helpers import REPO, gh, github  # noqa: F401  (fixtures)
+from tests.sandbox.github_helpers import REPO, client
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,7 +29,8 @@ def test_dispatch_answers_204_or_200_with_run_details_and_names_the_run_from_its
     run = workflow.create_dispatch("v1.2.0", {"confirm": "ROLLBACK PRODUCTION", "correlation_id": "c-2"},
                                    return_run_details=True)
     fetched = github.get_repo(REPO).get_workflow_run(run.id)
-    assert (fetched.display_title, fetched.event, fetched.head_branch) == ("Rollback c-2", "workflow_dispatch", "v1.2.0")
+    assert (fetched.display_title, fetched.event, fetched.head_branch) == (
+        "Rollback c-2", "workflow_dispatch", "v1.2.0")
     [first, second] = gh.runs(REPO, "rollback.yml")
     assert first.inputs == {"confirm": "ROLLBACK PRODUCTION", "correlation_id": "c-1", "mode": "safe"}
     statuses = [(e.method, e.status, e.body.get("return_run_details")) for e in gh.requests.writes()]
@@ -177,16 +178,11 @@ def test_run_lists_filter_and_paginate_with_link_headers(gh, github):
     assert failed.totalCount == 3 and {r.conclusion for r in failed} == {"failure"}
     assert [r.head_branch for r in repo.get_workflow_runs(status="queued")] == ["release"]
     assert [r.event for r in repo.get_workflow_runs(event="schedule")] == ["schedule"]
-    paged = client_with_per_page(gh, 3).get_repo(REPO).get_workflow_runs()
+    paged = client(gh, per_page=3).get_repo(REPO).get_workflow_runs()
     ids = [r.id for r in paged]
     assert len(ids) == 9 and ids == sorted(ids, reverse=True)
     pages = [e for e in gh.requests.entries() if e.path.endswith("/actions/runs") and "page" in e.query]
     assert sorted(e.query["page"] for e in pages) == ["2", "3"]
-
-
-def client_with_per_page(gh, per_page: int):
-    from tests.sandbox.github_helpers import client
-    return client(gh, per_page=per_page)
 
 
 def test_actions_report_through_check_runs_so_the_combined_status_is_pending_with_no_statuses(gh, github):
