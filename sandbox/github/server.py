@@ -215,6 +215,17 @@ class GitHubSandbox(Seeding, StandIn):
                 "X-GitHub-Api-Version-Selected": "2022-11-28", "Vary": "Accept, Authorization, Cookie",
                 "X-Content-Type-Options": "nosniff"}
 
+    def logged_body(self, request: Request) -> Any:
+        """A webhook's secret (in a hook's `config`, or the admin endpoint's `secret`) is not logged."""
+        body = super().logged_body(request)
+        if isinstance(body, dict):
+            body = dict(body)
+            if isinstance(body.get("config"), dict) and "secret" in body["config"]:
+                body["config"] = {**body["config"], "secret": "REDACTED"}
+            if "secret" in body:
+                body["secret"] = "REDACTED"
+        return body
+
     def admin(self, request: Request) -> tuple[int, Any] | None:
         """`/_sandbox/github/...`: seeding and steering over HTTP (see admin.py)."""
         return github_admin.handle(self, request)

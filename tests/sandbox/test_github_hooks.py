@@ -57,6 +57,8 @@ def test_a_run_is_announced_as_requested_in_progress_and_completed_signed_with_t
     hook = repo.create_hook("web", {"url": f"http://127.0.0.1:{inbox.server_port}/github", "content_type": "json",
                                     "secret": SECRET}, events=["workflow_run"])
     wait_for(lambda: events(inbox) == [("ping", None)])
+    [made] = gh.requests.writes()
+    assert made.body["config"]["secret"] == "REDACTED" and SECRET not in str(gh.requests.entries())
     gh.next_outcome(REPO, "ci.yml", conclusion="failure", stuck=True, hold=True)
     run = repo.get_workflow("ci.yml").create_dispatch("main", return_run_details=True)
     wait_for(lambda: len(inbox.received) == 2)
