@@ -80,8 +80,13 @@ def _conclusion(jobs: list[Job]) -> str:
 
 
 def new_run(workflow: Workflow, *, run_id: int, number: int, event: str, branch: str, sha: str, actor: str,
-            inputs: dict, outcome: Outcome, timing: Timing, now: float) -> Run:
-    run = Run(run_id, workflow, number, event, branch, sha, workflow.title(inputs), actor, inputs)
+            inputs: dict, outcome: Outcome, timing: Timing, now: float, commit_message: str = "") -> Run:
+    """A run; its `display_title` is the run-name, else the workflow's name for a dispatch and the head commit's
+    first line for a push (as GitHub titles them)."""
+    title = workflow.title(inputs)
+    if not workflow.run_name and event != "workflow_dispatch" and commit_message:
+        title = commit_message.splitlines()[0]
+    run = Run(run_id, workflow, number, event, branch, sha, title, actor, inputs)
     run.attempts.append(plan_attempt(1, workflow, outcome, timing, now=now))
     return run
 

@@ -119,7 +119,8 @@ class Seeding:
             number = 1 + sum(1 for r in repo.runs.values() if r.workflow is wf)
             run = actions.new_run(wf, run_id=next_id(), number=number, event=event, branch=branch, sha=sha,
                                   actor=actor, inputs=inputs, outcome=outcome or wf.next_outcome(),
-                                  timing=self.timing, now=now)
+                                  timing=self.timing, now=now,
+                                  commit_message=repo.commits[sha].message if sha in repo.commits else "")
             run.visible_after = now + self.config.dispatch_delay / self.config.speed if event == "workflow_dispatch" \
                 else now
             repo.runs[run.id] = run

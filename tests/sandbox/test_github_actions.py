@@ -172,8 +172,10 @@ def test_run_lists_filter_and_paginate_with_link_headers(gh, github):
     for i in range(7):
         gh.add_run(REPO, "ci.yml", conclusion="failure" if i % 3 == 0 else "success", age=60)
     gh.add_run(REPO, "nightly.yml", age=60, event="schedule")
+    gh.add_commit(REPO, branch="release", message="Fix refunds\n\nThe refund path rounded twice.")
     gh.add_run(REPO, "ci.yml", branch="release", stuck=True)
     repo = github.get_repo(REPO)
+    assert [(r.display_title, r.name) for r in repo.get_workflow_runs(branch="release")] == [("Fix refunds", "ci")]
     failed = repo.get_workflow("ci.yml").get_runs(status="failure")
     assert failed.totalCount == 3 and {r.conclusion for r in failed} == {"failure"}
     assert [r.head_branch for r in repo.get_workflow_runs(status="queued")] == ["release"]
