@@ -19,7 +19,8 @@ Start it and seed it::
     gh.stop()                                              # also a context manager
 
 Choose how runs end (`Outcome`: conclusion success | failure | cancelled | timed_out | startup_failure (no jobs)
-| action_required (no jobs) | skipped | neutral; `job`/`step` where it failed, `log` the lines printed there):
+| action_required (no jobs) | skipped | neutral; `job`/`step` where it failed, `log` the lines printed there,
+`error` the closing `##[error]` line instead of "Process completed with exit code 1."):
 
     gh.next_outcome("acme/payments", "ci.yml", conclusion="failure", job="test", log=["AssertionError: 1 != 2"])
     gh.set_outcome("acme/payments", "ci.yml", Outcome(conclusion="failure", flaky=True))  # fails once, re-runs pass

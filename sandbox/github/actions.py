@@ -66,7 +66,7 @@ def _job(name: str, steps: tuple[str, ...], skipped: bool, attempt: int, outcome
             built.append(Step(step, i, "success"))
         else:
             built.append(Step(step, i, "skipped"))
-    return Job(next_id(), name, attempt, outcome.conclusion, built, outcome.log, failing)
+    return Job(next_id(), name, attempt, outcome.conclusion, built, outcome.log, failing, error=outcome.error)
 
 
 def _conclusion(jobs: list[Job]) -> str:
@@ -170,6 +170,8 @@ def _step_lines(run: Run, job: Job, name: str) -> list[str]:
 
 
 def _error_line(job: Job) -> str:
+    if job.error:
+        return f"##[error]{job.error}"
     if job.conclusion == "timed_out":
         return (f"##[error]The job running on runner {job.runner} has exceeded the maximum execution time of "
                 f"360 minutes.")

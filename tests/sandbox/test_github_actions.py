@@ -122,6 +122,15 @@ def test_a_log_url_expires(gh, github):
     assert answer.status_code == 403 and "Signature not valid in the specified time frame" in answer.text
 
 
+def test_a_lost_runner_ends_the_log_with_its_own_error(gh, github):
+    lost = "The hosted runner: GitHub Actions 3 lost communication with the server."
+    gh.add_workflow(REPO, "ci.yml")
+    run_id = gh.add_run(REPO, "ci.yml", conclusion="failure", error=lost, age=60).id
+    run = github.get_repo(REPO).get_workflow_run(run_id)
+    failed = next(j for j in run.jobs() if j.conclusion == "failure")
+    assert requests.get(failed.logs_url(), timeout=5).text.rstrip().splitlines()[-2].endswith(f"##[error]{lost}")
+
+
 def test_a_flaky_workflow_fails_once_and_passes_when_its_failed_jobs_are_re_run(gh, github):
     gh.add_workflow(REPO, "ci.yml", outcome=Outcome(conclusion="failure", job="test", flaky=True))
     repo = github.get_repo(REPO)
