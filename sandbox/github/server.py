@@ -26,9 +26,15 @@ from .render import Urls
 from .seeding import Seeding
 
 API_PREFIX = "/api/v3"
+API_VERSIONS = ("2022-11-28", "2026-03-10")        # what X-GitHub-Api-Version may ask for
 _COLLECTIONS = frozenset({"workflows", "runs", "jobs", "issues", "comments", "deployments", "statuses",
                           "check-runs", "branches", "labels", "installations", "pulls", "attempts"})
 _FAULT_MESSAGES = {500: "Server Error", 502: "Server Error", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def _selected_version(request: Request) -> str:
+    asked = request.headers.get("X-GitHub-Api-Version")
+    return asked if asked in API_VERSIONS else API_VERSIONS[0]
 
 
 @dataclass
@@ -168,6 +174,9 @@ class GitHubSandbox(Seeding, StandIn):
         return responder.send_json(answer.status, answer.body, answer.headers)
 
     def _answer(self, request: Request, path: str, identity: Identity) -> Answer:
+        version = request.headers.get("X-GitHub-Api-Version")
+        if version is not None and version not in API_VERSIONS:
+            raise GitHubError(400, f"API version '{version}' is not supported.")
         handler, params = api.match(request.method, path)
         if identity.kind == "app" and not (path.startswith("/app") or path.endswith("/installation")):
             raise GitHubError(401, "A JSON web token could not be decoded")
@@ -212,7 +221,7 @@ class GitHubSandbox(Seeding, StandIn):
             "X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "59", "X-RateLimit-Used": "1",
             "X-RateLimit-Reset": str(int(time.time()) + 3600), "X-RateLimit-Resource": "core"}
         return {**limits, "X-GitHub-Request-Id": request_id(), "X-GitHub-Media-Type": "github.v3; format=json",
-                "X-GitHub-Api-Version-Selected": "2022-11-28", "Vary": "Accept, Authorization, Cookie",
+                "X-GitHub-Api-Version-Selected": _selected_version(request), "Vary": "Accept, Authorization, Cookie",
                 "X-Content-Type-Options": "nosniff"}
 
     def logged_body(self, request: Request) -> Any:

@@ -56,6 +56,12 @@ def test_both_the_enterprise_api_root_and_bare_paths_answer(gh, github):
     bare = requests.get(f"{gh.url}/repos/{REPO}", headers=headers, timeout=5)
     assert ghes.json()["url"] == bare.json()["url"] == f"{gh.base_url}/repos/{REPO}"
     assert github.get_repo(REPO).full_name == REPO
+    dated = requests.get(f"{gh.base_url}/repos/{REPO}", timeout=5,
+                         headers={**headers, "X-GitHub-Api-Version": "2026-03-10"})
+    unknown = requests.get(f"{gh.base_url}/repos/{REPO}", timeout=5,
+                           headers={**headers, "X-GitHub-Api-Version": "2019-01-01"})
+    assert dated.headers["X-GitHub-Api-Version-Selected"] == "2026-03-10"
+    assert (unknown.status_code, unknown.json()["message"]) == (400, "API version '2019-01-01' is not supported.")
 
 
 def test_every_answer_carries_the_rate_limit_headers_and_each_request_counts(gh, github):
