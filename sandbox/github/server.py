@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..common.errors import HttpError
@@ -91,6 +93,8 @@ class GitHubSandbox(Seeding, StandIn):
         self._repos: dict[str, Repo] = {}
         self._app: App | None = None
         self.watcher = Watcher(self._hooked_runs, self._announce, self.stopping)
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self.ca_bundle: Path | None = None
         # Faults that strike after the request took effect: GitHub did the write, the answer is a 5xx.
         self.lost_answers = Faults(self.config.seed)
 
@@ -98,11 +102,17 @@ class GitHubSandbox(Seeding, StandIn):
 
     def start(self) -> "GitHubSandbox":
         self.start_server()
+        if self.ca is not None:                    # tls=True: PyGithub's `verify=` takes this file
+            self._tmp = tempfile.TemporaryDirectory(prefix="github-sandbox-")
+            self.ca_bundle = Path(self._tmp.name, "ca.crt")
+            self.ca_bundle.write_bytes(self.ca.cert_pem)
         self.watcher.start()
         return self
 
     def stop(self) -> None:
         self.stop_server()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def __enter__(self) -> "GitHubSandbox":
         return self.start()

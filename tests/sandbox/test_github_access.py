@@ -9,7 +9,7 @@ import requests
 from github import Auth, BadCredentialsException, Github, GithubException, UnknownObjectException
 from github.GithubException import RateLimitExceededException, RateLimitExceededExceedsMaxWait
 
-from tests.sandbox.github_helpers import REPO, client, quick_retry
+from tests.sandbox.github_helpers import REPO, client, quick_retry, start_github
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -62,6 +62,16 @@ def test_both_the_enterprise_api_root_and_bare_paths_answer(gh, github):
                            headers={**headers, "X-GitHub-Api-Version": "2019-01-01"})
     assert dated.headers["X-GitHub-Api-Version-Selected"] == "2026-03-10"
     assert (unknown.status_code, unknown.json()["message"]) == (400, "API version '2019-01-01' is not supported.")
+
+
+def test_it_serves_https_with_its_own_ca_when_asked():
+    gh = start_github(tls=True)
+    try:
+        gh.add_repo(REPO)
+        g = client(gh, verify=str(gh.ca_bundle))
+        assert gh.base_url.startswith("https://127.0.0.1:") and g.get_repo(REPO).full_name == REPO
+    finally:
+        gh.stop()
 
 
 def test_every_answer_carries_the_rate_limit_headers_and_each_request_counts(gh, github):
