@@ -105,6 +105,12 @@ def test_the_primary_limit_is_403_with_remaining_zero_and_a_capped_wait_gives_up
     with pytest.raises(RateLimitExceededExceedsMaxWait):
         client(gh, retry=quick_retry(max_rate_limit_wait=5)).get_repo(REPO)
     assert time.monotonic() - started < 5
+    gh.rate_limits.exhaust(reset_in=600, status=429)          # GitHub may answer the primary limit with 429 too
+    answer = requests.get(f"{gh.base_url}/repos/{REPO}", headers={"Authorization": f"token {gh.config.token}"},
+                          timeout=5)
+    assert (answer.status_code, answer.headers["X-RateLimit-Remaining"]) == (429, "0")
+    assert answer.json()["message"].startswith("API rate limit exceeded for user ID")
+    assert int(answer.headers["X-RateLimit-Reset"]) >= time.time() + 599 and "Retry-After" not in answer.headers
 
 
 def test_the_primary_limit_is_ridden_out_until_its_reset(gh):
