@@ -26,7 +26,8 @@ Choose how runs end (`Outcome`: conclusion success | failure | cancelled | timed
     gh.set_outcome("acme/payments", "ci.yml", Outcome(conclusion="failure", flaky=True))  # fails once, re-runs pass
     run = gh.add_run("acme/payments", "ci.yml", conclusion="timed_out", age=3600)   # a push an hour ago: completed
     gh.add_run("acme/payments", "ci.yml", stuck=True, age=7200)        # queued for two hours, until cancelled
-    gh.add_run("acme/payments", "rollback.yml", hold=True)             # in_progress until gh.finish(run.id)
+    gh.add_run("acme/payments", "rollback.yml", hold=True, step="Run ./rollout")   # in_progress, hanging in
+                                                       # that step (the steps before it done), until gh.finish
     gh.begin(run_id)    # a stuck run starts (then runs its course, or stays in progress if held)
     gh.finish(run_id)   # a held, stuck or running run completes now, with its outcome's conclusion
     gh.run_status(run_id) -> (status, conclusion); gh.run(run_id).attempts; gh.runs(repo, workflow=None)

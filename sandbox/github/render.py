@@ -124,13 +124,9 @@ def job(urls: Urls, repo: Repo, r: Run, attempt: Attempt, j: Job, now: float) ->
     owner = r.attempts[j.attempt - 1] if j.attempt != attempt.number else attempt
     status, started, completed = actions.job_times(owner, j, now)
     done = status == "completed"
-    steps = []
-    for step in j.steps:
-        step_status = "completed" if done else ("in_progress" if started and step.number == 1 else "queued")
-        steps.append({"name": step.name, "status": step_status,
-                      "conclusion": step.conclusion if done else None, "number": step.number,
-                      "started_at": iso(started) if step_status != "queued" else None,
-                      "completed_at": iso(completed) if done else None})
+    steps = [{"name": step.name, "status": state, "conclusion": step.conclusion if state == "completed" else None,
+              "number": step.number, "started_at": iso(begun), "completed_at": iso(ended)}
+             for step, state, begun, ended in actions.step_progress(owner, j, now)]
     on_runner = started is not None and j.conclusion != "skipped"
     return {
         "id": j.id, "run_id": r.id, "workflow_name": r.workflow.name, "head_branch": r.branch,

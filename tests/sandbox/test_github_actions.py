@@ -77,6 +77,19 @@ def test_a_run_goes_queued_then_in_progress_then_completed_and_has_no_conclusion
     assert seen == [("queued", None, 1), ("in_progress", None, 1), ("completed", "failure", 1)]
 
 
+def test_a_held_run_hangs_in_its_step_with_the_steps_before_it_done_and_logged(gh, github):
+    gh.add_workflow(REPO, "deploy.yml", jobs=[JobSpec("deploy", steps=("Set up job", "Run ./migrate",
+                                                                       "Run ./rollout", "Complete job"))])
+    run = github.get_repo(REPO).get_workflow_run(gh.add_run(REPO, "deploy.yml", hold=True, step="Run ./rollout").id)
+    [job] = run.jobs()
+    assert job.status == "in_progress" and job.conclusion is None
+    assert [(s.name, s.status) for s in job.steps] == [
+        ("Set up job", "completed"), ("Run ./migrate", "completed"), ("Run ./rollout", "in_progress"),
+        ("Complete job", "queued")]
+    log = requests.get(job.logs_url(), timeout=5).text
+    assert "##[group]Run ./migrate" in log and "##[group]Run ./rollout" in log and "Cleaning up" not in log
+
+
 def test_conclusions_github_reports(gh, github):
     gh.add_workflow(REPO, "ci.yml", jobs=["build", "test", JobSpec("deploy", skipped=True)])
     gh.add_workflow(REPO, "docs.yml", jobs=[JobSpec("publish", skipped=True)])
