@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, Iterable
 
 from . import actions, hooks, render
@@ -266,9 +267,9 @@ class Seeding:
                        "workflow": render.workflow(self.urls, repo, run.workflow),
                        "repository": render.repository(self.urls, repo),
                        "sender": render.user(self.urls, run.actor)}
-            sends = []
+            sends, guid = [], str(uuid.uuid4())
             for hook in wanting:
-                delivery = hooks.new_delivery("workflow_run", action, payload)
+                delivery = hooks.new_delivery("workflow_run", action, payload, guid)
                 hook.deliveries.append(delivery)
                 sends.append((hook, delivery))
         for hook, delivery in sends:
