@@ -209,7 +209,8 @@ def deployment(urls: Urls, repo: Repo, d: Deployment) -> dict:
             "environment": d.environment, "description": d.description, "creator": user(urls, d.user),
             "created_at": iso(d.created), "updated_at": iso(d.statuses[-1].created if d.statuses else d.created),
             "statuses_url": f"{url}/statuses", "repository_url": urls.repo(repo),
-            "transient_environment": d.transient, "production_environment": d.production}
+            "transient_environment": d.transient, "production_environment": d.production,
+            "performed_via_github_app": None}
 
 
 def deployment_status(urls: Urls, repo: Repo, d: Deployment, s: DeploymentStatus) -> dict:
@@ -218,7 +219,8 @@ def deployment_status(urls: Urls, repo: Repo, d: Deployment, s: DeploymentStatus
             "state": s.state, "creator": user(urls, s.user), "description": s.description,
             "environment": s.environment, "target_url": s.target_url, "log_url": s.log_url,
             "created_at": iso(s.created), "updated_at": iso(s.created), "deployment_url": url,
-            "repository_url": urls.repo(repo), "environment_url": s.environment_url}
+            "repository_url": urls.repo(repo), "environment_url": s.environment_url,
+            "performed_via_github_app": None}
 
 
 def commit_status(urls: Urls, repo: Repo, s: CommitStatus) -> dict:
