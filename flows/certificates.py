@@ -47,6 +47,7 @@ from plans.certificates import (RUNBOOK, Finding, Scope, assemble_inventory, cer
 from plans.record import Check, RunRecord
 from plans.targets import CertificateSetTarget
 from tasks.certificate_report import publish_certificate_table
+from tasks.errors import PermanentError
 from tasks.kubernetes.certificates import (RenewResult, certificate_issued, list_certificates, list_ingress_endpoints,
                                            list_tls_secrets, read_tls_secret, renew_certificate)
 from tasks.tls import endpoint_presents
@@ -65,8 +66,7 @@ def certificate_renewal(environment: str, requested_by: str, reason: str = "", r
         environment: Environment from the catalog (production, staging, ...). Required: there is no default.
         requested_by: Who asks for this run (your name). They may not approve it themselves.
         reason: Why: the alert, ticket or schedule.
-        renew_within_days: Renew certificates that expire within this many days. Default: the catalog's
-            `certificates.renew_within_days` for the environment (30 unless set).
+        renew_within_days: Renew what expires within this many days. Default: the catalog's certificates.renew_within_days.
         dry_run: Inventory and plan only: publish the table and the plan, change nothing.
         emergency_override: A reason to proceed inside a change freeze; it is recorded in the report.
     """
@@ -74,7 +74,7 @@ def certificate_renewal(environment: str, requested_by: str, reason: str = "", r
                  emergency_override=emergency_override) as run:
         # 1. Preflight (read-only): which namespaces are this environment's, the guards, then the inventory.
         policy, now = run.environment.certificates, _now()
-        within = dt.timedelta(days=renew_within_days or policy.renew_within_days)
+        within = _threshold(renew_within_days, policy.renew_within_days)
         scope = certificate_scope(environment, _environments(run))
         target = run.guard(CertificateSetTarget(environment=environment, cluster=run.environment.cluster.identity(),
                                                 scope=scope.describe()))
@@ -185,6 +185,12 @@ def _counts(findings: list[Finding]) -> dict[str, int]:
 def _environments(run: Runbook) -> dict[str, tuple[str, bool, set[str]]]:
     return {name: (env.cluster.identity(), env.production, {s.namespace for s in env.services.values()})
             for name, env in run.catalog.environments.items()}
+
+
+def _threshold(days: int | None, default: int) -> dt.timedelta:
+    if days is not None and days <= 0:
+        raise PermanentError(f"renew_within_days must be a positive number of days, not {days}")
+    return dt.timedelta(days=days or default)
 
 
 def _now() -> dt.datetime:
