@@ -42,15 +42,16 @@ from typing import Iterator
 from kubernetes.client import CoreV1Api, CustomObjectsApi, NetworkingV1Api
 
 from flows.kernel import Runbook, runbook_flow
-from plans.certificates import (RUNBOOK, Finding, Scope, assemble_inventory, certificate_scope, findings_for,
-                                plan_renewals, renewed, table_rows)
+from plans.certificates import (RUNBOOK, Finding, Scope, assemble_inventory, certificate_scope, cluster_remedy,
+                                findings_for, plan_renewals, renewed, table_rows)
 from plans.record import Check, RunRecord
 from plans.targets import CertificateSetTarget
 from tasks.certificate_report import publish_certificate_table
 from tasks.errors import PermanentError
 from tasks.kubernetes.certificates import (RenewResult, certificate_issued, list_certificates, list_ingress_endpoints,
                                            list_tls_secrets, read_tls_secret, renew_certificate)
-from tasks.tls import endpoint_presents
+from tasks.catalog import AksCluster
+from tasks.tls import endpoint_presents, read_cluster_certificates
 
 NO_UNDO = ("re-issuing has no undo, and needs none: the old Secret is never deleted first, so a failed issuance "
            "leaves the previous certificate in place and served; the report gives its details")
@@ -80,8 +81,10 @@ def certificate_renewal(environment: str, requested_by: str, reason: str = "", r
                                                 scope=scope.describe()))
         core, custom = CoreV1Api(run.kubernetes), CustomObjectsApi(run.kubernetes)
         inventory = assemble_inventory(target.cluster, list_tls_secrets(core), list_certificates(custom),
-                                       list_ingress_endpoints(NetworkingV1Api(run.kubernetes)))
-        findings = findings_for(inventory, scope=scope, now=now, renew_within=within, owner=policy.owner)
+                                       list_ingress_endpoints(NetworkingV1Api(run.kubernetes)),
+                                       read_cluster_certificates(run.kubernetes) if scope.owns_cluster else [])
+        findings = findings_for(inventory, scope=scope, now=now, renew_within=within, owner=policy.owner,
+                                cluster_remedy=cluster_remedy(isinstance(run.environment.cluster, AksCluster)))
         with certificate_table(run, findings, cluster=target.cluster, now=now) as results:
             run.before(_counts(findings), f"{len(findings)} certificate(s) in {scope.describe()} "
                                           f"({inventory.api_calls} API calls)")

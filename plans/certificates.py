@@ -86,6 +86,7 @@ class Inventory(BaseModel):
     cluster: str
     secrets: list[TlsSecret] = Field(default_factory=list)
     certificates: list[ManagedCertificate] = Field(default_factory=list)
+    cluster_certificates: list[TlsSecret] = Field(default_factory=list, description="API server, client credentials")
     api_calls: int = 0
 
 
@@ -107,13 +108,14 @@ class EndpointList(BaseModel):
     api_calls: int
 
 
-def assemble_inventory(cluster: str, secrets: SecretList, certificates: CertificateList,
-                       served: EndpointList) -> Inventory:
-    """Join the three lists: each Secret with the hosts and endpoints Ingresses serve it on."""
+def assemble_inventory(cluster: str, secrets: SecretList, certificates: CertificateList, served: EndpointList,
+                       own: list[TlsSecret] | None = None) -> Inventory:
+    """Join the lists: each Secret with the hosts and endpoints Ingresses serve it on; `own`: the cluster's
+    own certificates (API server, client credentials)."""
     joined = [s.model_copy(update={"hosts": served.hosts.get(f"{s.namespace}/{s.name}", []),
                                    "endpoints": served.by_secret.get(f"{s.namespace}/{s.name}", [])})
               for s in secrets.items]
-    return Inventory(cluster=cluster, secrets=joined, certificates=certificates.items,
+    return Inventory(cluster=cluster, secrets=joined, certificates=certificates.items, cluster_certificates=own or [],
                      api_calls=secrets.api_calls + certificates.api_calls + served.api_calls)
 
 
@@ -214,16 +216,20 @@ def covers(sans: list[str], host: str) -> bool:
 
 # -- deciding --------------------------------------------------------------------------------------
 
+UNMANAGED = "no cert-manager Certificate manages this Secret: {owner} must renew it and replace the Secret " \
+            "(or put it under a Certificate)"
+
+
 def decide(secret: TlsSecret, certificate: ManagedCertificate | None, *, now: dt.datetime,
-           renew_within: dt.timedelta, owner: str) -> Finding:
-    """fine / renew / manual (no Certificate manages it: `owner` must act) / expired / broken."""
+           renew_within: dt.timedelta, owner: str, remedy: str = UNMANAGED) -> Finding:
+    """fine / renew / manual (nothing here can renew it: `remedy` says who and how) / expired / broken."""
     base = dict(namespace=secret.namespace, secret=secret.name, certificate=certificate.name if certificate else None,
                 details=secret.details, owner=owner, endpoints=secret.endpoints)
-    managed = certificate is not None
+    managed, by_hand = certificate is not None, remedy.format(owner=owner)
     if secret.problem:
         action: Action = "renew" if managed else "report"
         return Finding(**base, decision="broken", action=action, urgent=True, reason=secret.problem + (
-            "; re-issuing replaces the pair" if managed else f"; {owner} must replace it"))
+            "; re-issuing replaces the pair" if managed else f"; {by_hand}"))
     details = secret.details
     assert details is not None                      # read_tls_pair gives details whenever there is no problem
     uncovered = [h for h in secret.hosts if not covers(details.sans, h)]
@@ -235,22 +241,28 @@ def decide(secret: TlsSecret, certificate: ManagedCertificate | None, *, now: dt
     left = details.not_after - now
     if left <= dt.timedelta(0):
         return Finding(**base, decision="expired", action="renew" if managed else "report", urgent=True,
-                       reason=f"expired {details.not_after:%Y-%m-%d %H:%M} UTC" + (
-                           "" if managed else f"; no Certificate manages it: {owner} must replace it"))
+                       reason=f"expired {details.not_after:%Y-%m-%d %H:%M} UTC" + ("" if managed else f"; {by_hand}"))
     if left > renew_within:
         return Finding(**base, decision="fine", action="none",
                        reason=f"{left.days} days left (renewal within {renew_within.days} days)")
     if managed:
         return Finding(**base, decision="renew", action="renew",
                        reason=f"{left.days} days left, inside the {renew_within.days}-day threshold")
-    return Finding(**base, decision="manual", action="report",
-                   reason=f"{left.days} days left and no cert-manager Certificate manages this Secret: "
-                          f"{owner} must renew it and replace the Secret (or put it under a Certificate)")
+    return Finding(**base, decision="manual", action="report", reason=f"{left.days} days left and {by_hand}")
+
+
+def cluster_remedy(aks: bool) -> str:
+    """Who renews a cluster's own certificates (API server, client credentials), and how."""
+    if aks:
+        return ("{owner} must rotate the cluster's certificates (az aks rotate-certs: disruptive, the API server "
+                "is unavailable for up to 30 minutes; always behind approval), then fetch new credentials")
+    return "{owner} must renew the cluster's certificates with its own tooling (e.g. kubeadm certs renew)"
 
 
 def findings_for(inventory: Inventory, *, scope: "Scope", now: dt.datetime, renew_within: dt.timedelta,
-                 owner: str) -> list[Finding]:
-    """A finding per TLS Secret in scope, and per Certificate in scope that has no Secret."""
+                 owner: str, cluster_remedy: str = "") -> list[Finding]:
+    """A finding per TLS Secret in scope, per Certificate in scope that has no Secret, and per certificate
+    of the cluster itself (its API server's, its credentials'), which `cluster_remedy` says how to renew."""
     by_secret = {(c.namespace, c.secret_name): c for c in inventory.certificates}
     in_scope = scope.__contains__
     found = [decide(s, by_secret.get((s.namespace, s.name)), now=now, renew_within=renew_within, owner=owner)
@@ -262,6 +274,8 @@ def findings_for(inventory: Inventory, *, scope: "Scope", now: dt.datetime, rene
                                  decision="broken", action="renew", urgent=True, owner=owner,
                                  reason=f"Certificate {cert.name} has not written its Secret "
                                         f"({cert.message or 'not issued yet'})"))
+    found += [decide(c, None, now=now, renew_within=renew_within, owner=owner, remedy=cluster_remedy or UNMANAGED)
+              for c in inventory.cluster_certificates]
     return sorted(found, key=lambda f: (f.namespace, f.secret))
 
 
@@ -290,6 +304,11 @@ class Scope(BaseModel):
 
     def __contains__(self, namespace: object) -> bool:
         return namespace not in self.exclude and (self.only is None or namespace in self.only)
+
+    @property
+    def owns_cluster(self) -> bool:
+        """The cluster's own certificates (API server, credentials) go with the environment owning the rest."""
+        return self.only is None
 
     def describe(self) -> str:
         if self.only is not None:

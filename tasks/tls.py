@@ -9,12 +9,14 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from pathlib import Path
+from urllib.parse import urlparse
 
 from cryptography import x509
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from plans.certificates import CertificateDetails, Endpoint, details_of
+from plans.certificates import CertificateDetails, Endpoint, TlsSecret, details_of, read_tls_pair
 from plans.record import Check
 
 HANDSHAKE_TIMEOUT = 5.0
@@ -58,3 +60,29 @@ def endpoint_presents(endpoint: Endpoint, *, serial: str, timeout_seconds: float
             return Check(name=f"served at {endpoint.host}", passed=False, seconds=time.monotonic() - started,
                          detail=f"TLS handshake with {endpoint.describe()}: {last}")
         time.sleep(interval)
+
+
+@task(name="read_cluster_certificates", cache_policy=NO_CACHE)
+def read_cluster_certificates(api) -> list[TlsSecret]:
+    """The cluster's own certificates, as the run's client meets them: the API server's (a TLS handshake
+    with it) and the client certificate its credentials hold (AKS user credentials carry one), if any.
+
+    Args:
+        api: the run's kubernetes ApiClient (its configuration has the server URL and the client cert file).
+    """
+    conf = api.configuration
+    found: list[TlsSecret] = []
+    url = urlparse(conf.host)
+    if url.scheme == "https" and url.hostname:
+        try:
+            details, problem = presented_certificate(url.hostname, url.port or 443, url.hostname), None
+        except (OSError, ssl.SSLError) as exc:
+            details, problem = None, f"no TLS handshake with {url.hostname}:{url.port or 443} ({exc})"
+        found.append(TlsSecret(namespace="(cluster)", name="API server certificate", details=details,
+                               problem=problem, hosts=[url.hostname]))
+    if conf.cert_file:
+        key = Path(conf.key_file).read_bytes() if conf.key_file else None
+        details, problem = read_tls_pair(Path(conf.cert_file).read_bytes(), key)
+        found.append(TlsSecret(namespace="(credentials)", name="client certificate", details=details,
+                               problem=problem))
+    return found

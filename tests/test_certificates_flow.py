@@ -117,3 +117,36 @@ def test_a_rejected_approval_writes_nothing(sandbox, tmp_path, monkeypatch):
     assert isinstance(box["error"], ApprovalRejected)           # it reached the gate with a renewal planned
     assert sandbox.requests.writes(since) == []
     assert sandbox.get("Certificate", "api", NS)["status"]["revision"] == 1
+
+
+def test_the_clusters_own_certificates_are_inventoried_from_a_handshake_and_the_credentials(tmp_path, monkeypatch):
+    import datetime as dt
+
+    import yaml
+
+    from sandbox.common import pki
+    from tests.certificate_estate import b64
+    from tests.conftest import start_sandbox
+
+    sandbox = start_sandbox(tls=True)
+    try:
+        catalog = write_catalog(sandbox, tmp_path, "staging")
+        kubeconfig = tmp_path / "kubeconfig"
+        config = yaml.safe_load(kubeconfig.read_text())
+        client = pki.issue(pki.generate_ca("clusterCA"), common_name="masterclient", server=False, client=True,
+                           duration=dt.timedelta(days=90), not_before=dt.datetime.now(dt.timezone.utc)
+                           - dt.timedelta(days=80))
+        config["users"][0]["user"].update({"client-certificate-data": b64(client.cert_pem),
+                                           "client-key-data": b64(client.key_pem)})
+        kubeconfig.write_text(yaml.safe_dump(config))
+        monkeypatch.setenv("RUNBOOKS_CATALOG", str(catalog))
+        record = renew(dry_run=True)
+        rows = {row["certificate"]: row for row in table("staging")}
+        assert record.outcome == "no-op"
+        assert rows["API server certificate"]["decision"] == "fine"
+        assert rows["API server certificate"]["namespace"] == "(cluster)"
+        assert rows["client certificate"]["decision"] == "manual"
+        assert rows["client certificate"]["expires in"] == "10 days"
+        assert "kubeadm certs renew" in rows["client certificate"]["result"]
+    finally:
+        sandbox.stop()

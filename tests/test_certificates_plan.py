@@ -57,13 +57,13 @@ def test_reads_subject_sans_issuer_serial_expiry_key_and_chain_order():
 
 
 def test_reads_an_rsa_certificate():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rsa.example.com")])
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(7).not_valid_before(NOW).not_valid_after(NOW + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     found, problem = read_tls_pair(cert.public_bytes(serialization.Encoding.PEM), pem)
-    assert problem is None and (found.key_type, found.key_size, found.serial, found.sans) == ("RSA", 2048, "7", [])
+    assert problem is None and (found.key_type, found.key_size, found.serial, found.sans) == ("RSA", 1024, "7", [])
 
 
 @pytest.mark.parametrize("crt, key, expected", [
@@ -150,3 +150,11 @@ def test_renewed_needs_a_new_serial_beyond_the_threshold():
     assert "inside the 30-day threshold" in renewed(old, details(20, serial="0C"), None, now=NOW,
                                                      renew_within=WITHIN, name="a").detail
     assert not renewed(old, None, "tls.key does not match", now=NOW, renew_within=WITHIN, name="a").passed
+
+
+def test_a_clusters_own_certificate_says_how_that_kind_of_cluster_renews_it():
+    from plans.certificates import cluster_remedy
+    aks = decide(secret(10), None, now=NOW, renew_within=WITHIN, owner="team-aks", remedy=cluster_remedy(True))
+    assert aks.decision == "manual" and "team-aks must rotate" in aks.reason and "30 minutes" in aks.reason
+    assert "kubeadm" in decide(secret(-1), None, now=NOW, renew_within=WITHIN, owner="o",
+                               remedy=cluster_remedy(False)).reason
