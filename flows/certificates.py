@@ -15,10 +15,13 @@ Blast radius: the cert-manager Certificates of the environment's namespaces on o
 shared by several environments, each owns its services' namespaces; the production one owns the rest).
 Each renewal replaces one Secret's key pair; the Ingresses serving it pick the new one up.
 Procedure: preflight (cluster-wide, paginated lists of TLS Secrets with a field selector, cert-manager
-Certificates and Ingresses; each certificate parsed: subject, SANs, issuer, serial, notAfter, key type and
-size, chain order), decide per certificate (fine; renew inside the threshold, `certificates.renew_within_days`
-in the catalog, 30 by default; a person must act on a Secret no Certificate manages; expired is urgent;
-broken: malformed PEM, a key that does not match, SANs that do not cover the hosts serving it), notify the
+Certificates and Ingresses; the cluster's own certificates: the API server's, read by a TLS handshake, and
+the client certificate in the run's credentials; each certificate parsed: subject, SANs, issuer, serial,
+notAfter, key type and size, chain order), decide per certificate (fine; renew inside the threshold,
+`certificates.renew_within_days` in the catalog, 30 by default; a person must act on a Secret no Certificate manages; expired is urgent;
+broken: malformed PEM, a key that does not match, SANs that do not cover the hosts serving it; the cluster's
+own certificates are reported with how to renew them: on AKS, certificate rotation, which is disruptive and
+not done by this runbook), notify the
 owner of everything the runbook cannot renew, plan (a dry run stops here with zero writes), approval gate,
 then for each Certificate due: set its Issuing condition to True as `cmctl renew` does.
 Verification: watching each Certificate until cert-manager issues a new revision (or the issuance fails
@@ -67,7 +70,7 @@ def certificate_renewal(environment: str, requested_by: str, reason: str = "", r
         environment: Environment from the catalog (production, staging, ...). Required: there is no default.
         requested_by: Who asks for this run (your name). They may not approve it themselves.
         reason: Why: the alert, ticket or schedule.
-        renew_within_days: Renew what expires within this many days. Default: the catalog's certificates.renew_within_days.
+        renew_within_days: Renew what expires within this many days. Default: the catalog's renew_within_days.
         dry_run: Inventory and plan only: publish the table and the plan, change nothing.
         emergency_override: A reason to proceed inside a change freeze; it is recorded in the report.
     """

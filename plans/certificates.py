@@ -236,8 +236,8 @@ def decide(secret: TlsSecret, certificate: ManagedCertificate | None, *, now: dt
     if uncovered:
         where = f"the Certificate's dnsNames ({certificate.name})" if managed else "the certificate"
         return Finding(**base, decision="broken", action="report", urgent=True,
-                       reason=f"served for {', '.join(uncovered)}, which its SANs ({', '.join(details.sans) or 'none'}) "
-                              f"do not cover; {owner} must add them to {where}")
+                       reason=f"served for {', '.join(uncovered)}, which its SANs "
+                              f"({', '.join(details.sans) or 'none'}) do not cover; {owner} must add them to {where}")
     left = details.not_after - now
     if left <= dt.timedelta(0):
         return Finding(**base, decision="expired", action="renew" if managed else "report", urgent=True,

@@ -32,8 +32,9 @@ def ingress(sb: Sandbox, name: str, host: str, secret: str, namespace: str = NS)
     sb.apply_object({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
                      "metadata": {"name": name, "namespace": namespace},
                      "spec": {"tls": [{"hosts": [host], "secretName": secret}],
-                              "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
-                                  "service": {"name": name, "port": {"number": 80}}}}]}}]}})
+                              "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                                                                          "backend": {"service": {
+                                                                              "name": name, "port": {"number": 80}}}}]}}]}})
 
 
 def managed(sb: Sandbox, name: str, *, days_left: float | None = None, issuer: str = "sandbox-ca",

@@ -83,8 +83,13 @@ def test_renews_an_expiring_certificate_and_the_ingress_serves_the_new_serial(sa
     secret = sandbox.get("Secret", "api-tls", NS)
     assert sandbox.get("Certificate", "api", NS)["status"]["revision"] == 2
     assert any(f"serial {new}" in line for line in record.evidence if line.startswith("PASS served at"))
-    writes = [(r.method, r.path) for r in sandbox.requests.writes(since)]
-    assert writes == [("PUT", f"/apis/cert-manager.io/v1/namespaces/{NS}/certificates/api/status")]
+    writes = sandbox.requests.writes(since)                       # exactly what `cmctl renew` sends (UpdateStatus)
+    assert [(r.method, r.path) for r in writes] == [
+        ("PUT", f"/apis/cert-manager.io/v1/namespaces/{NS}/certificates/api/status")]
+    issuing = [c for c in writes[0].body["status"]["conditions"] if c["type"] == "Issuing"]
+    assert [(c["status"], c["reason"], c["message"]) for c in issuing] == [
+        ("True", "ManuallyTriggered", "Certificate re-issuance manually triggered")]
+    assert writes[0].body["metadata"]["resourceVersion"]         # optimistic concurrency, as cmctl's update
     assert secret["metadata"]["annotations"]["cert-manager.io/certificate-name"] == "api"
     rows = {row["certificate"]: row for row in table("staging")}
     assert rows["api"]["result"].startswith("renewed:") and new in rows["api"]["result"]
