@@ -49,11 +49,11 @@ from plans.certificates import (RUNBOOK, Finding, Scope, assemble_inventory, cer
                                 findings_for, plan_renewals, renewed, table_rows)
 from plans.record import Check, RunRecord
 from plans.targets import CertificateSetTarget
+from tasks.catalog import AksCluster
 from tasks.certificate_report import publish_certificate_table
 from tasks.errors import PermanentError
 from tasks.kubernetes.certificates import (RenewResult, certificate_issued, list_certificates, list_ingress_endpoints,
                                            list_tls_secrets, read_tls_secret, renew_certificate)
-from tasks.catalog import AksCluster
 from tasks.tls import endpoint_presents, read_cluster_certificates
 
 NO_UNDO = ("re-issuing has no undo, and needs none: the old Secret is never deleted first, so a failed issuance "

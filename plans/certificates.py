@@ -189,9 +189,9 @@ def read_tls_pair(crt: bytes | None, key: bytes | None) -> tuple[CertificateDeta
         return None, "the Secret has no tls.crt"
     try:
         chain = x509.load_pem_x509_certificates(crt)
-    except ValueError as exc:
+        details = details_of(chain)         # extensions are parsed lazily: a bad one raises here
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         return None, f"tls.crt is not a PEM certificate ({exc})"
-    details = details_of(chain)
     if not key:
         return details, "the Secret has no tls.key"
     try:

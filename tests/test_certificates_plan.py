@@ -5,6 +5,8 @@ import datetime as dt
 
 import pytest
 from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
@@ -159,3 +161,18 @@ def test_a_clusters_own_certificate_says_how_that_kind_of_cluster_renews_it():
     assert aks.decision == "manual" and "team-aks must rotate" in aks.reason and "30 minutes" in aks.reason
     assert "kubeadm" in decide(secret(-1), None, now=NOW, renew_within=WITHIN, owner="o",
                                remedy=cluster_remedy(False)).reason
+
+
+def test_any_bytes_at_all_give_a_problem_or_a_certificate_never_an_exception():
+    leaf = pki.issue(CA, common_name="a")
+    pem = st.sampled_from([leaf.cert_pem, BROKEN_PEM, b"-----BEGIN CERTIFICATE-----\n", b""])
+    mangled = st.tuples(pem, st.binary(max_size=64), st.integers(0, 600)).map(
+        lambda t: t[0][:t[2]] + t[1] + t[0][t[2]:])
+
+    @settings(max_examples=40, deadline=None, database=None)
+    @given(crt=mangled | st.binary(max_size=200), key=st.sampled_from([leaf.key_pem, b"", b"junk"]) | st.binary(max_size=64))
+    def check(crt, key):
+        found, problem = read_tls_pair(crt, key)
+        assert (found is not None) or (problem is not None)
+
+    check()
