@@ -45,7 +45,7 @@ from typing import Iterator
 from kubernetes.client import CoreV1Api, CustomObjectsApi, NetworkingV1Api
 
 from flows.kernel import Runbook, runbook_flow
-from plans.certificates import (RUNBOOK, Finding, Scope, assemble_inventory, certificate_scope, cluster_remedy,
+from plans.certificates import (RUNBOOK, Finding, assemble_inventory, certificate_scope, cluster_remedy,
                                 findings_for, plan_renewals, renewed, table_rows)
 from plans.record import Check, RunRecord
 from plans.targets import CertificateSetTarget
@@ -203,4 +203,4 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-__all__ = ["certificate_renewal", "Scope"]
+__all__ = ["certificate_renewal"]
