@@ -51,9 +51,9 @@ def test_serves_the_secret_on_the_port_its_status_publishes(sandbox, served):
 
 def test_reloads_when_the_secret_changes_through_the_api(sandbox, served):
     renewed = pki.issue(CA, common_name="shop.example.com", dns_names=["shop.example.com"])
-    api = client.CoreV1Api(config.new_client_from_config_dict(sandbox.kubeconfig()))
-    api.patch_namespaced_secret("shop-tls", "default", {"data": {"tls.crt": b64(renewed.cert_pem),
-                                                                 "tls.key": b64(renewed.key_pem)}})
+    with config.new_client_from_config_dict(sandbox.kubeconfig()) as api:
+        client.CoreV1Api(api).patch_namespaced_secret("shop-tls", "default", {"data": {
+            "tls.crt": b64(renewed.cert_pem), "tls.key": b64(renewed.key_pem)}})
     sandbox.wait_for(lambda: handshake(sandbox).serial == format(renewed.serial, "X"), timeout=5)
 
 
@@ -69,8 +69,8 @@ def test_a_malformed_or_mismatched_secret_is_served_as_the_fake_certificate(sand
 
 def test_deleting_the_ingress_closes_its_listener(sandbox, served):
     address, port = endpoint(sandbox)
-    client.NetworkingV1Api(config.new_client_from_config_dict(sandbox.kubeconfig())).delete_namespaced_ingress(
-        "shop", "default")
+    with config.new_client_from_config_dict(sandbox.kubeconfig()) as api:
+        client.NetworkingV1Api(api).delete_namespaced_ingress("shop", "default")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
