@@ -5,6 +5,7 @@ import importlib
 
 RUNBOOKS = {
     "emergency-rollback": "flows.rollback:emergency_rollback",
+    "certificate-renewal": "flows.certificates:certificate_renewal",
 }
 
 

@@ -113,6 +113,13 @@ class Service(_Strict):
     tier: Literal["critical", "standard"] = "standard"
 
 
+class CertificatePolicy(_Strict):
+    """How the certificate-renewal runbook treats this environment's TLS certificates."""
+    renew_within_days: int = Field(30, gt=0, description="renew a certificate that expires within this many days")
+    owner: str = Field("the environment's platform team", min_length=1,
+                       description="who must act on a certificate the runbook cannot renew (no cert-manager Certificate)")
+
+
 class Environment(_Strict):
     cluster: Cluster = Field(discriminator="kind")
     approval: ApprovalPolicy = ApprovalPolicy()
@@ -122,6 +129,7 @@ class Environment(_Strict):
     production: bool = False
     notifications: tuple[Notification, ...] = ()
     services: dict[str, Service] = {}
+    certificates: CertificatePolicy = CertificatePolicy()
 
 
 class Catalog(_Strict):

@@ -18,6 +18,7 @@ from . import admission, errors, http, strategy
 from .api import Api
 from .controllers import ControllerManager
 from .eviction import install as install_pod_subresources
+from .ingress import IngressStandIn
 from .resources import RESOURCES, ResourceType
 from .store import Store, copy_of
 
@@ -36,6 +37,7 @@ class SandboxConfig(StandInConfig):
     tick_seconds: float = 0.05
     bookmark_seconds: float = 10.0
     controllers: bool = True
+    ingress: bool = True                # serve each Ingress's TLS Secrets on a loopback port (ingress.py)
     manifests: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
@@ -59,6 +61,7 @@ class Sandbox(StandIn):
         self.controllers = ControllerManager(self)
         install_pod_subresources(self)          # pods/eviction and pods/log
         self._pending_history: list[tuple[str, str, dict]] = []
+        self.ingress = IngressStandIn(self)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -69,11 +72,14 @@ class Sandbox(StandIn):
         if self.config.controllers:
             self.controllers.start()
             self._replay_release_history()
+        if self.config.ingress:
+            self.ingress.start()
         return self
 
     def stop(self) -> None:
         self.stopping.set()
         self.controllers.stop()
+        self.ingress.stop()
         self.store.close_watchers()
         self.stop_server()
 
