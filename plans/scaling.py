@@ -5,7 +5,7 @@ and the plans for services. Node pools are planned in plans/pool_scaling.py. Pur
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,8 +61,9 @@ class ScaleUp(_Request):
     percent: int = Field(50, description="grow by this share of the current replicas (or HPA maximum)")
 
 
-ScaleRequest = Annotated[Union[ServiceReplicas, HpaBounds, PoolCount, PoolAutoscaler, ScaleUp],
-                         Field(discriminator="kind")]
+# A plain union (JSON schema `anyOf`, which the Prefect UI renders as a choice of forms): each member's `kind`
+# literal and forbidden extra fields let exactly one validate.
+ScaleRequest = Union[ServiceReplicas, HpaBounds, PoolCount, PoolAutoscaler, ScaleUp]
 
 
 class ScalingPolicy(BaseModel):

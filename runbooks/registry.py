@@ -5,6 +5,7 @@ import importlib
 
 RUNBOOKS = {
     "emergency-rollback": "flows.rollback:emergency_rollback",
+    "scale-service": "flows.scaling:scale_service",
 }
 
 

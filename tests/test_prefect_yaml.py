@@ -74,3 +74,18 @@ def test_alert_trigger_is_registered_as_an_automation(deployed):
     assert action.parameters["service"] == "{{ event.payload.parameters.service }}"   # rendered per event
     assert set(action.parameters) == {"service", "environment", "reason", "requested_by", "pod", "alert"}
     assert action.parameters["alert"]["__prefect_kind"] == "json"                     # a typed AlertContext
+
+
+def test_scale_service_has_a_typed_target_form_and_an_alert_trigger(deployed):
+    with get_client(sync_client=True) as prefect:
+        deployment = prefect.read_deployment_by_name("scale-service/scale-service")
+        [automation] = prefect.read_automations_by_name("alert-starts-scale-service")
+    schema = deployment.parameter_openapi_schema
+    assert schema["required"] == ["environment", "requested_by", "target"]
+    kinds = {schema["definitions"][ref["$ref"].rsplit("/", 1)[-1]]["properties"]["kind"]["const"]
+             for ref in schema["properties"]["target"]["anyOf"]}
+    assert kinds == {"replicas", "hpa", "node-pool", "node-pool-autoscaler", "scale-up"}
+    assert all(schema["properties"][name].get("description") for name in schema["properties"])
+    assert deployment.enforce_parameter_schema is True and deployment.parameters == {}
+    assert automation.trigger.expect == {"runbooks.alert.scale-service"}
+    assert automation.actions[0].parameters["target"]["__prefect_kind"] == "json"

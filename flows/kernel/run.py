@@ -77,6 +77,7 @@ class Runbook:
         self._kubernetes = None
         self._azure = None
         self._credential = None
+        self._also: list[Target] = []
 
     # -- entering and leaving ----------------------------------------------------------------------
 
@@ -142,12 +143,27 @@ class Runbook:
                             emergency_override=self.record.emergency_override, dry_run=self.dry_run)
         if note:
             self.record.note("preflight", note)
-        if not self.dry_run:
-            self._stack.enter_context(target_lock(target, wait_seconds=LOCK_WAIT_SECONDS, runbook=self.name,
-                                                  run_id=self.run_id))
-            check_cooldown(target, cooldown_seconds=self.environment.cooldown_seconds, now=_now())
+        self._lock_and_cool(target)
         self.record.note("preflight", f"{target.resource} on {target.cluster} ({target.label})")
         return target
+
+    def guard_also(self, other: Target) -> Target:
+        """Guard a second object the change moves, found by the first reads (an HPA, found from the
+        Deployment it scales, whose bounds move that Deployment's replicas): it is locked and cooled down
+        too, and every step is journaled under it as well, so its history and cooldowns see the change."""
+        if self.record.target is None:
+            raise RuntimeError("guard_also() after guard(): the run's own target comes first")
+        self._also.append(other)
+        self._lock_and_cool(other)
+        self.record.note("preflight", f"the change moves {other.resource} too ({other.label})")
+        return other
+
+    def _lock_and_cool(self, target: Target) -> None:
+        if self.dry_run:
+            return
+        self._stack.enter_context(target_lock(target, wait_seconds=LOCK_WAIT_SECONDS, runbook=self.name,
+                                              run_id=self.run_id))
+        check_cooldown(target, cooldown_seconds=self.environment.cooldown_seconds, now=_now())
 
     @property
     def kubernetes(self):
@@ -272,7 +288,8 @@ class Runbook:
     def _journal(self, number: int, step: Step) -> None:
         journal(JournalEntry(run=self.record.run_id or "-", runbook=self.name, step=number, status=step.status,
                              at=_now(), target=self.record.target, change=step.change, undo=step.undo,
-                             no_undo=step.no_undo, detail=step.detail), flow_run_id=self.run_id)
+                             no_undo=step.no_undo, detail=step.detail), flow_run_id=self.run_id,
+                also=[t.key for t in self._also])
 
     # -- verification --------------------------------------------------------------------------------
 
