@@ -19,6 +19,7 @@ from tests.conftest import deployment_manifest
 from tests.runbook_helpers import answered_at_gate, wait_healthy
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
+CPU_LOAD = "sandbox.runbooks.dev/cpu-load"      # the sandbox HPA controller's simulated load (percent of a pod)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,11 @@ def replicas(kube, name: str = "payments-api", namespace: str = "payments") -> i
     return kube.get("Deployment", name, namespace)["spec"]["replicas"]
 
 
-def no_writes(kube, azure, since: float) -> bool:
+def no_writes(kube, azure, since: float, *, read: tuple[str, ...] = ("kubernetes", "azure")) -> bool:
+    """Neither stand-in's request log has a write since `since`; and, as the positive control that the logs
+    recorded the run at all, each log named in `read` has its reads."""
+    logs = {"kubernetes": kube.requests.entries(since), "azure": azure.requests.entries(since)}
+    assert all(logs[name] for name in read), {name: len(entries) for name, entries in logs.items()}
     return kube.requests.writes(since) == [] and changes(azure, since) == []
 
 
@@ -88,9 +93,9 @@ def pinned(kube, name: str, replicas: int, cpu: str | None = None) -> None:
                   == replicas)
 
 
-def remove(kube, kind: str, name: str) -> None:
+def remove(kube, kind: str, name: str, namespace: str = "default") -> None:
     from sandbox.kubernetes.resources import BY_KIND
-    kube.store.delete(BY_KIND[kind], "default", name)
+    kube.store.delete(BY_KIND[kind], namespace, name)
 
 
 # -- services ---------------------------------------------------------------------------------------------
@@ -114,17 +119,38 @@ def test_hpa_bounds_change_moves_the_replicas_and_is_verified_settled(kube, azur
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 8)
     assert replicas(kube, "checkout-web", "checkout") == 3                # the HPA raised it to its new minimum
     assert any(e.startswith("PASS HPA settled") for e in record.evidence)
-    back = scale({"kind": "hpa", "service": "checkout-web", "min_replicas": 2, "max_replicas": 6})
-    assert back.outcome == "succeeded" and kube.get("HorizontalPodAutoscaler", "checkout-web", "checkout")[
-        "spec"]["minReplicas"] == 2
+    assert record.before["hpa"] == "2-6" and record.after == {"replicas": 3, "ready": 3, "hpa": "3-8"}
+    reset_checkout_web(kube)
 
 
-def test_scale_up_from_an_alert_raises_a_maxed_out_hpa_within_the_quota(kube, azure):
+def reset_checkout_web(kube) -> None:
+    """The demo's checkout-web again: HPA 2-6 with no simulated load, 2 replicas."""
+    hpa = kube.get("HorizontalPodAutoscaler", "checkout-web", "checkout")
+    annotations = {k: v for k, v in (hpa["metadata"].get("annotations") or {}).items() if k != CPU_LOAD}
+    kube.apply_object({**hpa, "metadata": {**hpa["metadata"], "annotations": annotations},
+                       "spec": {**hpa["spec"], "minReplicas": 2, "maxReplicas": 6}})
+    web = kube.get("Deployment", "checkout-web", "checkout")
+    kube.apply_object({**web, "spec": {**web["spec"], "replicas": 2}})
+    wait_healthy(kube, namespace="checkout", name="checkout-web")
+
+
+def test_sustained_cpu_saturation_raises_a_maxed_out_hpa_within_the_quota(kube, azure):
+    """What the CPU saturation alert starts: the HPA already runs checkout-web at its maximum of 6 under a
+    simulated load, so "scale up 50%" raises maxReplicas to 9, and the run verifies the HPA settled there."""
     from plans.trigger import AlertContext
-    alert = AlertContext(source="alertmanager", name="KubeHpaMaxedOut", fingerprint="f1")
-    free = scale({"kind": "scale-up", "service": "checkout-web", "percent": 50}, alert=alert)
-    assert free.outcome == "no-op" and "free to scale up on its own" in free.plan.noop_reason
-    assert free.trigger.kind == "alert"
+    hpa = kube.get("HorizontalPodAutoscaler", "checkout-web", "checkout")
+    kube.apply_object({**hpa, "metadata": {**hpa["metadata"], "annotations": {CPU_LOAD: "900"}}})
+    try:
+        kube.wait_for(lambda: replicas(kube, "checkout-web", "checkout") == 6)
+        alert = AlertContext(source="alertmanager", name="DeploymentCPUSaturated", fingerprint="f1")
+        record = scale({"kind": "scale-up", "service": "checkout-web", "percent": 50}, alert=alert)
+        assert record.outcome == "succeeded" and record.trigger.kind == "alert", record.evidence
+        assert record.plan.changes[0].before == "2-6" and record.plan.changes[0].after == "2-9"
+        assert kube.get("HorizontalPodAutoscaler", "checkout-web", "checkout")["spec"]["maxReplicas"] == 9
+        assert replicas(kube, "checkout-web", "checkout") == 9
+        assert any(e.startswith("PASS HPA settled: HPA checkout-web settled at 9") for e in record.evidence)
+    finally:
+        reset_checkout_web(kube)
 
 
 def test_undo_after_a_failed_verification_restores_the_exact_previous_replicas(kube, azure, tmp_path, monkeypatch):
@@ -192,29 +218,38 @@ def test_autoscaler_bounds_then_a_manual_count_is_refused_with_what_to_do(kube, 
 
 
 def test_a_scale_in_that_strands_pods_or_meets_a_pdb_is_refused_before_any_write(kube, azure):
-    pinned(kube, "batch", 3, cpu="1500m")
+    # Three 2.5-CPU pods on 4-CPU nodes: one per node, so a pool of 1 has room for one of them.
+    pinned(kube, "batch", 3, cpu="2500m")
     try:
         since = azure.requests.mark()
         stranded = scale({"kind": "node-pool", "pool": "user", "count": 1})
-        assert isinstance(stranded, PlanningError) and "would have nowhere to run" in str(stranded)
+        assert isinstance(stranded, PlanningError) and "2 pod(s) on" in str(stranded) \
+            and "would have nowhere to run" in str(stranded), stranded
         assert no_writes(kube, azure, since)
     finally:
         remove(kube, "Deployment", "batch")
-    pinned(kube, "guarded", 3)
+    # A PodDisruptionBudget that allows no disruption now, over the pods of a service on the node a scale-in to
+    # 2 removes (AKS removes the newest instance); they would fit elsewhere, so only the PDB blocks.
+    victim = pool_nodes(kube, "user")[-1]
+    pod = next(p for p in kube.list("Pod") if p["spec"].get("nodeName") == victim
+               and not any(o["kind"] == "DaemonSet" for o in p["metadata"].get("ownerReferences") or []))
+    namespace, app = pod["metadata"]["namespace"], pod["metadata"]["labels"]["app.kubernetes.io/name"]
+    healthy = len([p for p in kube.list("Pod", namespace) if p["metadata"]["labels"].get("app.kubernetes.io/name")
+                   == app])
     kube.apply_object({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                       "metadata": {"name": "guarded", "namespace": "default"},
-                       "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "guarded"}}}})
+                       "metadata": {"name": "guarded", "namespace": namespace},
+                       "spec": {"minAvailable": healthy, "selector": {"matchLabels": {"app.kubernetes.io/name": app}}}})
     try:
-        kube.wait_for(lambda: (kube.get("PodDisruptionBudget", "guarded", "default").get("status") or {})
-                      .get("currentHealthy") == 3)
+        kube.wait_for(lambda: (kube.get("PodDisruptionBudget", "guarded", namespace).get("status") or {})
+                      .get("currentHealthy") == healthy)
         since = azure.requests.mark()
         blocked = scale({"kind": "node-pool", "pool": "user", "count": 2})
-        assert isinstance(blocked, PlanningError) and "PodDisruptionBudget default/guarded allows no disruption" \
-            in str(blocked)
+        assert isinstance(blocked, PlanningError) and f"PodDisruptionBudget {namespace}/guarded allows no " \
+            f"disruption now ({healthy} healthy, {healthy} required)" in str(blocked), blocked
+        assert "nowhere to run" not in str(blocked)
         assert no_writes(kube, azure, since) and len(pool_nodes(kube, "user")) == 3
     finally:
-        remove(kube, "PodDisruptionBudget", "guarded")
-        remove(kube, "Deployment", "guarded")
+        remove(kube, "PodDisruptionBudget", "guarded", namespace)
 
 
 # -- bad input, dry runs, approval -------------------------------------------------------------------------
@@ -224,8 +259,14 @@ def test_a_scale_in_that_strands_pods_or_meets_a_pdb_is_refused_before_any_write
      "replicas must be 0 or more, not -1"),
     ({"kind": "replicas", "service": "checkout-web", "replicas": 7}, "production", PlanningError,
      r"replicas 7 is above its maxReplicas .*allowed: 2-6"),
+    ({"kind": "replicas", "service": "payments-api", "replicas": 41}, "production", PlanningError,
+     "replicas 41 is above the environment's quota of 40 replicas per service"),
     ({"kind": "node-pool", "pool": "system", "count": 0}, "production", PlanningError,
      "System pool: it keeps at least 1 node; count must be 1-1000"),
+    ({"kind": "node-pool", "pool": "user", "count": 1001}, "production", PlanningError,
+     r"count must be 0-1000 for node pool user \(User mode\), not 1001"),
+    ({"kind": "node-pool", "pool": "user", "count": 20}, "production", PlanningError,
+     r"count 20 would let the cluster reach 21 nodes .* quota of 14 .*allowed: up to 13"),
     ({"kind": "node-pool", "pool": "gpu", "count": 2}, "production", TargetNotFound,
      "agent pool 'gpu' not found .*allowed: system, user"),
     ({"kind": "node-pool", "pool": "user", "count": 2}, "staging", CatalogError,
@@ -235,7 +276,8 @@ def test_bad_input_is_refused_naming_the_limit_with_zero_writes(kube, azure, tar
     since = azure.requests.mark()
     refused = scale(target, environment=environment)
     assert isinstance(refused, error) and re.search(message, str(refused)), refused
-    assert no_writes(kube, azure, since)
+    read = () if environment == "staging" else ("azure",) if target.get("pool") == "gpu" else ("kubernetes", "azure")
+    assert no_writes(kube, azure, since, read=read)
 
 
 def test_a_wrong_cluster_is_named_with_the_clusters_that_exist(kube, azure, tmp_path, monkeypatch):
@@ -244,7 +286,7 @@ def test_a_wrong_cluster_is_named_with_the_clusters_that_exist(kube, azure, tmp_
     refused = scale({"kind": "node-pool", "pool": "user", "count": 4})
     assert isinstance(refused, TargetNotFound) and f"aks-nope not found; clusters in the subscription: " \
         f"{azure.config.resource_group}/{azure.config.cluster_name}" in str(refused)
-    assert no_writes(kube, azure, since)
+    assert no_writes(kube, azure, since, read=("azure",))
 
 
 def test_dry_runs_write_nothing_to_either_stand_in(kube, azure):
