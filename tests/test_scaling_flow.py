@@ -307,3 +307,23 @@ def test_beyond_the_blast_radius_an_auto_approved_environment_asks_for_one_appro
     assert any("policy raised from auto to one" in t.message for t in record.timeline)
     cart = kube.get("Deployment", "cart", "checkout")
     kube.apply_object({**cart, "spec": {**cart["spec"], "replicas": 2}})
+
+
+def test_the_command_line_takes_the_typed_target_as_json_and_refuses_bad_input_before_running(kube, azure, capsys):
+    """`runbooks run scale-service --set 'target={...}'`: validated against the flow's types and the catalog."""
+    from plans.scaling import PoolCount
+    from runbooks.cli import main
+    from runbooks.registry import load
+    from runbooks.run_cmd import validate
+    good = validate(load("scale-service"), {"environment": "production", "requested_by": "alice",
+                                            "target": '{"kind": "node-pool", "pool": "user", "count": 4}'})
+    assert good["target"] == PoolCount(pool="user", count=4)                  # the positive control
+    since = azure.requests.mark()
+    base = ["run", "scale-service", "--set", "environment=production", "--set", "requested_by=alice", "--set"]
+    for target, message in (('target={"kind": "replicas", "service": "payment-api", "replicas": 4}',
+                             "unknown service 'payment-api' in environment 'production'; allowed: cart, checkout-web"),
+                            ('target={"kind": "replicas", "service": "cart", "replica": 4}', "parameter 'target'")):
+        assert main([*base, target]) == 2
+        stderr = capsys.readouterr().err
+        assert message in stderr and "nothing was run" in stderr and "Traceback" not in stderr
+    assert kube.requests.entries(since) == [] and azure.requests.entries(since) == []
