@@ -17,12 +17,12 @@ from plans.pools import PoolSettings
 from plans.record import Check
 from plans.scaling import PoolAutoscaler, PoolCount, ScaleRequest, ScalingDecision, ServiceReplicas, ServiceView, \
     plan_service
-from tasks.azure.agentpools import (get_agent_pool, list_agent_pools, restore_agent_pool, scale_agent_pool,
-                                    set_pool_autoscaler, wait_for_pool_operation)
+from tasks.azure.agentpools import (PoolWrite, get_agent_pool, list_agent_pools, restore_agent_pool,
+                                    scale_agent_pool, set_pool_autoscaler, wait_for_pool_operation)
 from tasks.azure.clusters import get_cluster
-from tasks.kubernetes.autoscalers import find_hpa, set_hpa_bounds
+from tasks.kubernetes.autoscalers import HpaBoundsChange, find_hpa, set_hpa_bounds
 from tasks.kubernetes.capacity import list_nodes, list_pdbs, list_pod_loads
-from tasks.kubernetes.deployments import read_deployment, scale_deployment
+from tasks.kubernetes.deployments import ScaleResult, read_deployment, scale_deployment
 from tasks.verification import count_ready_pods, deployment_rollout_complete, hpa_settled, pool_nodes_ready
 
 
@@ -77,7 +77,9 @@ class ServiceScaling:
                            undo=lambda res: scale_deployment(apps, namespace=ns, name=name,
                                                              replicas=res.previous_replicas),
                            undo_text=f"scale {self.target.resource} back to {current} replicas",
-                           verify_undo=lambda res: self._replicas_checks(res.previous_replicas))
+                           verify_undo=lambda res: self._replicas_checks(res.previous_replicas),
+                           interrupted=lambda: ScaleResult(changed=True, previous_replicas=current,
+                                                           replicas=decision.replicas))
             return
         api, name, (low, high) = self.autoscaling, self.hpa_target.hpa, decision.hpa_bounds
         before = (self.view.hpa.min_replicas, self.view.hpa.max_replicas)
@@ -86,7 +88,9 @@ class ServiceScaling:
                        undo=lambda res: set_hpa_bounds(api, namespace=ns, name=name, min_replicas=res.previous_min,
                                                        max_replicas=res.previous_max),
                        undo_text=f"put {self.hpa_target.resource}'s bounds back to {before[0]}-{before[1]}",
-                       verify_undo=lambda res: self._hpa_checks((res.previous_min, res.previous_max)))
+                       verify_undo=lambda res: self._hpa_checks((res.previous_min, res.previous_max)),
+                       interrupted=lambda: HpaBoundsChange(changed=True, previous_min=before[0], previous_max=before[1],
+                                                           min_replicas=low, max_replicas=high))
 
     def checks(self, decision: ScalingDecision) -> list[Check]:
         if decision.replicas is not None:
@@ -180,7 +184,9 @@ class PoolScaling:
                            arm, write=restore_agent_pool(arm, write=w, poll_seconds=poll, **where),
                            poll_seconds=poll, **where),
                        undo_text=f"put {self.target.resource} back to {self.view.pool.settings.describe()}",
-                       verify_undo=lambda w: self._checks(w.previous))
+                       verify_undo=lambda w: self._checks(w.previous),
+                       interrupted=lambda: PoolWrite(pool=request.pool, changed=True, previous=decision.expected_pool,
+                                                     requested=decision.pool))
 
     def checks(self, decision: ScalingDecision) -> list[Check]:
         return self._checks(decision.pool)

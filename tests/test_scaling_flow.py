@@ -200,6 +200,47 @@ def test_undo_after_a_failed_operation_restores_the_exact_previous_pool(kube, az
     assert len(pool_nodes(kube, "user")) == 3
 
 
+@pytest.mark.parametrize("moment", ["as ARM accepts the PUT", "while ARM's operation runs"])
+def test_a_run_interrupted_mid_change_puts_the_pool_back_exactly(kube, azure, moment):
+    """Ctrl-C (KeyboardInterrupt in the run's thread: the kernel's path for a cancel's TerminationSignal too) as
+    soon as ARM has accepted the PUT (the write task has not returned yet), or while the run follows ARM's
+    operation: the kernel's undo waits for the operation to end, PUTs the previous settings back, verifies."""
+    import _thread
+    import signal
+    import threading
+
+    from flows.kernel.run import recent_runs
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    since = azure.requests.mark()
+
+    def polled() -> bool:
+        return any("/operations/" in e.path for e in azure.requests.entries(since))
+
+    def interrupt_mid_change() -> None:
+        with azure.operations.hold():
+            kube.wait_for(lambda: azure.pool("user").provisioning_state == "Updating", timeout=60)
+            if moment == "while ARM's operation runs":
+                kube.wait_for(polled, timeout=60)
+            _thread.interrupt_main()
+            # Release the operation only once the undo runs: the kernel shields the undo from a second signal.
+            kube.wait_for(lambda: signal.getsignal(signal.SIGINT) is not signal.default_int_handler, timeout=60)
+    interrupter = threading.Thread(target=interrupt_mid_change, daemon=True)
+    interrupter.start()
+    try:
+        stopped = scale({"kind": "node-pool", "pool": "user", "count": 5})
+    except KeyboardInterrupt as exc:        # Prefect's engine ends the run and re-raises it
+        stopped = exc
+    interrupter.join(10)
+    assert isinstance(stopped, KeyboardInterrupt), stopped
+    scale.run_id = recent_runs()[-1]
+    assert reported_outcome() == "cancelled"
+    pool = azure.pool("user")
+    assert (pool.properties["count"], pool.properties["enableAutoScaling"], pool.provisioning_state) == (
+        3, False, "Succeeded")
+    assert len(pool_nodes(kube, "user")) == 3
+    assert [e.body["properties"]["count"] for e in changes(azure, since) if e.method == "PUT"] == [5, 3]
+
+
 def test_autoscaler_bounds_then_a_manual_count_is_refused_with_what_to_do(kube, azure):
     record = scale({"kind": "node-pool-autoscaler", "pool": "user", "min_count": 2, "max_count": 5})
     assert record.outcome == "succeeded", record.evidence

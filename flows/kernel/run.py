@@ -243,7 +243,7 @@ class Runbook:
     def apply(self, change: Change, action: Callable[[], R], *, undo: Callable[[R], Any] | None = None,
               undo_text: str = "", verify_undo: Callable[[R], list[Check]] | None = None,
               no_undo: str | None = None, always_undo: bool = False,
-              complete: Callable[[R], Any] | None = None) -> R:
+              complete: Callable[[R], Any] | None = None, interrupted: Callable[[], R] | None = None) -> R:
         """Make one change: journal it before the write, run `action`, then register its undo.
 
         Every mutating step says how it is undone (`undo`, called with what `action` returned, e.g.
@@ -254,6 +254,10 @@ class Runbook:
         `complete` is for writes that take effect later (an ARM long-running operation): it waits for the
         change `action` started, after the undo is registered, so an operation that ends Failed (or a
         cancel during the wait) marks the step failed and its undo runs.
+
+        `interrupted` is for a write that may have landed although `action` never returned: a cancel or Ctrl-C
+        between the API accepting it and the task returning. It builds, from the plan, the result the undo
+        then runs with; the undo must read first (a no-op when the write never landed).
         """
         if (undo is None) == (no_undo is None):
             raise ValueError("apply() needs exactly one of undo= or no_undo= (why this change has no undo)")
@@ -269,13 +273,17 @@ class Runbook:
         except BaseException as exc:
             step.status, step.detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
             self._journal(number, step)
+            if interrupted is not None and undo is not None and not isinstance(exc, Exception):
+                assumed = interrupted()
+                self.undo.push(number, step, lambda: undo(assumed),
+                               (lambda: verify_undo(assumed)) if verify_undo is not None else None)
             raise
         step.status = "made" if getattr(result, "changed", True) else "not-needed"
         self.record.note("procedure", f"{change.describe()}: {step.status}")
-        self._journal(number, step)
-        if undo is not None and step.status == "made":
+        if undo is not None and step.status == "made":     # before the journal's write: a cancel may land in it
             self.undo.push(number, step, lambda: undo(result),
                            (lambda: verify_undo(result)) if verify_undo is not None else None, always=always_undo)
+        self._journal(number, step)
         if complete is not None and step.status == "made":
             try:
                 complete(result)
