@@ -192,11 +192,13 @@ class AlertDispatcher:
         return None
 
     def _names(self, run: dict, key: str) -> bool:
-        """Whether a run's parameters name the object (through any catalog entry for it)."""
+        """Whether a run's parameters name the object (through any catalog entry for it): a `service`, or a
+        typed `target` that names one (scale-service)."""
         parameters = run.get("parameters") or {}
+        target = parameters.get("target")
+        service = parameters.get("service") or (target.get("service") if isinstance(target, dict) else None)
         try:
-            return self.catalog.deployment_target(str(parameters.get("environment")),
-                                                  str(parameters.get("service"))).key == key
+            return self.catalog.deployment_target(str(parameters.get("environment")), str(service)).key == key
         except RunbookError:
             return False
 

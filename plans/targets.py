@@ -60,6 +60,15 @@ class DeploymentTarget(_Target):
     deployment: str
 
 
+class HpaTarget(_Target):
+    """A catalog service's HorizontalPodAutoscaler (its bounds are what a scaling run changes)."""
+    _object_kind, _name_field, _label = "HorizontalPodAutoscaler", "hpa", "{environment}/{service} HPA"
+    kind: Literal["hpa"] = "hpa"
+    service: str
+    namespace: str
+    hpa: str
+
+
 class NodePoolTarget(_Target):
     """An AKS agent pool (`cluster` is the managed cluster's resource id)."""
     _object_kind, _name_field, _label = "AgentPool", "pool", "{environment}/node pool {pool}"
@@ -97,7 +106,7 @@ class RepositoryTarget(_Target):
     repository: str = Field(description="owner/name")
 
 
-Target = Annotated[Union[DeploymentTarget, NodePoolTarget, NodeTarget, CertificateTarget, RepositoryTarget,
+Target = Annotated[Union[DeploymentTarget, HpaTarget, NodePoolTarget, NodeTarget, CertificateTarget, RepositoryTarget,
                          CertificateSetTarget],
                    Field(discriminator="kind")]
 

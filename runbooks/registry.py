@@ -6,6 +6,7 @@ import importlib
 RUNBOOKS = {
     "emergency-rollback": "flows.rollback:emergency_rollback",
     "certificate-renewal": "flows.certificates:certificate_renewal",
+    "scale-service": "flows.scaling:scale_service",
 }
 
 

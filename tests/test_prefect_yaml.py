@@ -91,3 +91,18 @@ def test_certificate_renewal_has_a_form_and_a_daily_run_per_environment(deployed
     assert {slug: (s.schedule.cron, s.parameters["environment"]) for slug, s in held.items()} == {
         s["slug"]: (s["cron"], s["parameters"]["environment"]) for s in declared}
     assert all(s.parameters.get("dry_run") is None for s in held.values())      # daily runs renew
+
+
+def test_scale_service_has_a_typed_target_form_and_an_alert_trigger(deployed):
+    with get_client(sync_client=True) as prefect:
+        deployment = prefect.read_deployment_by_name("scale-service/scale-service")
+        [automation] = prefect.read_automations_by_name("alert-starts-scale-service")
+    schema = deployment.parameter_openapi_schema
+    assert schema["required"] == ["environment", "requested_by", "target"]
+    kinds = {schema["definitions"][ref["$ref"].rsplit("/", 1)[-1]]["properties"]["kind"]["const"]
+             for ref in schema["properties"]["target"]["anyOf"]}
+    assert kinds == {"replicas", "hpa", "node-pool", "node-pool-autoscaler", "scale-up"}
+    assert all(schema["properties"][name].get("description") for name in schema["properties"])
+    assert deployment.enforce_parameter_schema is True and deployment.parameters == {}
+    assert automation.trigger.expect == {"runbooks.alert.scale-service"}
+    assert automation.actions[0].parameters["target"]["__prefect_kind"] == "json"

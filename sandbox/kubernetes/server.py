@@ -6,7 +6,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
@@ -62,6 +62,9 @@ class Sandbox(StandIn):
         install_pod_subresources(self)          # pods/eviction and pods/log
         self._pending_history: list[tuple[str, str, dict]] = []
         self.ingress = IngressStandIn(self)
+        # Other ways in besides the static token: each takes a bearer token and says whether it is valid
+        # (an AAD-enabled AKS cluster's API server accepts Entra tokens for the AKS server application).
+        self.bearer_checks: list[Callable[[str], bool]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -93,6 +96,15 @@ class Sandbox(StandIn):
 
     def verb(self, request: Request) -> str:
         return http.verb(request)
+
+    def authenticate(self, request: Request) -> None:
+        """The static token, or a bearer token one of `bearer_checks` accepts (only when a token is required)."""
+        try:
+            super().authenticate(request)
+        except HttpError:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not any(check(token.strip()) for check in self.bearer_checks):
+                raise
 
     def serve(self, request: Request, responder: Handler) -> int:
         return http.serve(self, request, responder)

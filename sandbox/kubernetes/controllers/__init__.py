@@ -84,6 +84,7 @@ class ControllerManager:
         from .certificates import CertificateController
         from .daemonsets import DaemonSetController
         from .deployments import DeploymentController
+        from .hpa import HorizontalPodAutoscalerController
         from .jobs import JobController
         from .nodes import NodeController
         from .pdb import DisruptionController
@@ -92,7 +93,8 @@ class ControllerManager:
         from .serviceaccounts import ServiceAccountController
         return [NodeController(self.sandbox), ServiceAccountController(self.sandbox),
                 DeploymentController(self.sandbox), ReplicaSetController(self.sandbox),
-                DaemonSetController(self.sandbox), JobController(self.sandbox), Scheduler(self.sandbox),
+                DaemonSetController(self.sandbox), JobController(self.sandbox),
+                HorizontalPodAutoscalerController(self.sandbox), Scheduler(self.sandbox),
                 Kubelet(self.sandbox), DisruptionController(self.sandbox), CertificateController(self.sandbox)]
 
     def start(self) -> None:
