@@ -6,6 +6,8 @@ kube-prometheus's KubePodCrashLooping for a pod of the bad release (namespace, p
 firing since after that release, as a real one would. The run receives a typed AlertContext and the pod,
 pauses at the production gate, is approved with `runbooks approve`, and completes. A resolved alert, a
 duplicate and another alert on the object just changed (cooldown from its change records) start nothing.
+That path runs twice: on Prefect's own SQLite (`make run`) and on PostgreSQL (`runbooks up --database`, the
+session's real PostgreSQL), where the receiver keeps its state in PostgreSQL too; the other tests run on SQLite.
 `runbooks demo-alert` does the same from the command line and prints the command that approves its run.
 """
 from __future__ import annotations
@@ -33,9 +35,16 @@ ALERTMANAGER = shutil.which("prometheus-alertmanager")
 BAD = "ghcr.io/example/payments-api:1.5.0-crashloop"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    stack = start_stack(tmp_path_factory.mktemp("stack"))
+SQLITE_ONLY = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def stack(request, tmp_path_factory):
+    database = None
+    if request.param == "postgresql":
+        database = request.getfixturevalue("postgres").create_database(f"stack_{free_port()}")
+    stack = start_stack(tmp_path_factory.mktemp(f"stack-{request.param}"), database=database)
+    stack.database = database
     yield stack
     assert stop_stack(stack) == 0, stack.log("serve")[-3000:]
 
@@ -150,8 +159,33 @@ def test_alertmanager_alert_starts_rollback_then_resolved_duplicate_and_cooldown
     assert cooled["outcome"] == "cooldown" and run["id"] in cooled["reason"], cooled
     started_by_alerts = [r for r in rollback_runs(stack) if r["parameters"].get("alert")]
     assert [r["id"] for r in started_by_alerts] == [run["id"]], [r["parameters"] for r in started_by_alerts]
+    if stack.database:
+        assert_on_postgres(stack, run["id"])
 
 
+def assert_on_postgres(stack: Stack, run_id: str) -> None:
+    """The run is a row of PostgreSQL's flow_run table (not of a SQLite file), the receiver kept its state
+    there, and the password appears in no output or log."""
+    import asyncio
+
+    import asyncpg
+
+    async def row() -> int:
+        connection = await asyncpg.connect(stack.database)
+        try:
+            return await connection.fetchval("SELECT count(*) FROM flow_run WHERE id = $1::uuid", run_id)
+        finally:
+            await connection.close()
+    assert asyncio.run(row()) == 1
+    assert not list((stack.directory / "prefect").glob("*.db")), "no SQLite database was created"
+    assert "shared state in PostgreSQL" in stack.log("receiver")
+    password = stack.database.split(":")[2].split("@")[0]
+    logs = [stack.directory / "up.log", *(stack.directory / "logs").glob("*.log")]
+    assert "PostgreSQL postgresql://runbooks:***@127.0.0.1" in (stack.directory / "up.log").read_text()
+    assert [log.name for log in logs if password in log.read_text(errors="replace")] == []
+
+
+@SQLITE_ONLY
 def test_demo_alert_prints_the_run_to_approve_and_the_printed_command_approves_it(stack):
     demo = subprocess.run([sys.executable, "-m", "runbooks.cli", "demo-alert", "--dir", str(stack.directory),
                            "--service", "cart", "--receiver", stack.receiver_url, "--api-url", stack.api_url],
@@ -171,6 +205,7 @@ def test_demo_alert_prints_the_run_to_approve_and_the_printed_command_approves_i
         "ghcr.io/example/cart:0.17.3"
 
 
+@SQLITE_ONLY
 def test_monthly_dry_run_started_by_its_schedule_completes_with_zero_writes(stack):
     """Prefect's scheduler holds the monthly runs; one is moved to now, as if the 1st had come."""
     env = stack.env()
@@ -202,6 +237,7 @@ def test_monthly_dry_run_started_by_its_schedule_completes_with_zero_writes(stac
     assert [r for r in requests if r["is_write"]] == []
 
 
+@SQLITE_ONLY
 def test_cancelling_a_paused_run_terminates_its_process_and_changes_nothing(stack):
     """What the UI's Cancel does: the run's process is terminated and the run ends Cancelled."""
     apps = client.AppsV1Api(config.new_client_from_config(config_file=stack.env()["KUBECONFIG"]))
