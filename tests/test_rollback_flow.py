@@ -1,4 +1,9 @@
-"""The emergency-rollback runbook end to end: a real flow under Prefect, the real client, the sandbox."""
+"""The emergency-rollback runbook end to end: a real flow under Prefect, the real client, the sandbox.
+
+The runbook reaches the sandbox as the `runbooks` ServiceAccount bound to the shipped least-privilege
+ClusterRole (deployments/kubernetes/rbac.yaml), and the sandbox enforces RBAC for it: a call the ClusterRole
+does not grant fails these tests with the real 403, and the last test lists any grant no test used.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,10 +20,12 @@ from prefect.logging.handlers import APILogHandler
 from flows.rollback import emergency_rollback
 from plans.trigger import AlertContext
 from sandbox.server import DEMO_MANIFESTS
-from tasks.errors import (ApprovalRejected, ApprovalTimedOut, CatalogError, GuardRefused, PermanentError,
+from tasks.errors import (AccessDenied, ApprovalRejected, ApprovalTimedOut, CatalogError, GuardRefused,
+                          PermanentError,
                           TargetNotFound)
 from tasks.gate_answer import answer_gate
 from tests.conftest import start_sandbox
+from tests.rbac_helpers import denied, exercised, granted, runbooks_token, shipped
 from tests.runbook_helpers import (answered_at_gate, apps_api, release, run_in_thread, wait_healthy,
                                    write_catalog)
 
@@ -30,13 +37,22 @@ SERVES_500S = "ghcr.io/example/payments-api:1.5.0"          # Ready, but (in the
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
+EXERCISED: set[tuple[str, str, str]] = set()      # what the runbooks' account did, over this module's tests
+
+
 @pytest.fixture
 def catalog(demo_sandbox, tmp_path, monkeypatch):
-    """Point RUNBOOKS_CATALOG at a one-environment catalog for the demo sandbox: catalog("production")."""
+    """Point RUNBOOKS_CATALOG at a one-environment catalog for the demo sandbox: catalog("production"). The
+    runbook's kubeconfig is the runbooks ServiceAccount's token under the shipped ClusterRole."""
+    token = runbooks_token(demo_sandbox)
+
     def use(environment: str = "staging", **overrides) -> None:
-        monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(demo_sandbox, tmp_path, environment, **overrides)))
+        monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(demo_sandbox, tmp_path, environment, token=token,
+                                                                 **overrides)))
     use("staging")
-    return use
+    yield use
+    EXERCISED.update(exercised(demo_sandbox))
+    assert denied(demo_sandbox) == [], "the runbook made a call the shipped ClusterRole does not grant"
 
 
 @pytest.fixture
@@ -309,3 +325,26 @@ def test_a_pod_named_by_an_alert_must_belong_to_the_service(estate):
     record = rollback(pod=ours)
     assert record.outcome == "succeeded"
     assert any("belongs to deployment payments/payments-api" in e.message for e in record.timeline)
+
+
+def test_a_clusterrole_without_one_grant_fails_the_rollback_with_the_servers_403(demo_sandbox, tmp_path, monkeypatch):
+    """The proof above can fail: the same rollback, as an account whose role lacks `patch deployments`."""
+    [rule, *others] = shipped("ClusterRole")[0]["rules"]
+    assert rule["resources"] == ["deployments"] and "patch" in rule["verbs"]
+    token = runbooks_token(demo_sandbox, rules=[{**rule, "verbs": [v for v in rule["verbs"] if v != "patch"]},
+                                                *others])
+    monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(demo_sandbox, tmp_path, token=token)))
+    wait_healthy(demo_sandbox)
+    release(demo_sandbox, BAD)
+    with pytest.raises(AccessDenied, match='cannot patch resource "deployments" in API group "apps" in the '
+                                           'namespace "payments"'):
+        rollback()
+    assert image_of(demo_sandbox) == BAD and denied(demo_sandbox) == ["patch deployments (apps)"]
+
+
+def test_every_grant_of_the_shipped_clusterrole_was_used_by_the_flow_tests():
+    """A grant no runbook test uses is one the runbooks may not need: too wide until a test shows otherwise.
+    Runs last in this module (pytest-xdist keeps a module on one worker, in order)."""
+    if not EXERCISED:
+        pytest.skip("needs this module's flow tests to have run first (run the whole module)")
+    assert sorted(granted() - EXERCISED) == []
