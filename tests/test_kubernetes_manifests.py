@@ -4,7 +4,8 @@ Real programs: `kubectl kustomize` builds the manifests; `kubernetes-validate` c
 the Kubernetes OpenAPI schemas (strict: an unknown field fails) of the oldest AKS version we support and
 of the newest the validator knows; prefect-kubernetes's own worker code renders the work pool's base job
 template into the Job it would create for a flow run; the Dockerfile is parsed (no Docker engine here)
-and every file it copies must exist.
+and every file it copies must exist. The RBAC has no wildcards and no write to Secrets, and each runbook's
+ClusterRole is aggregated into the one the runbooks' ServiceAccount is bound to.
 """
 from __future__ import annotations
 
@@ -178,3 +179,27 @@ def test_register_creates_the_kubernetes_pool_and_its_deployments(prefect_harnes
     assert (deployment.work_pool_name, deployment.job_variables["image"]) == ("runbooks-k8s-test", IMAGE)
     # the flow is loaded from the Job's working directory, the image's /app (the template sets it)
     assert deployment.entrypoint == "flows/rollback.py:emergency_rollback" and deployment.path == "."
+
+
+def test_rbac_has_no_wildcards_secrets_at_most_read_and_each_runbook_role_is_aggregated(built):
+    """The rules a reviewer checks by eye, checked on what kustomize builds: no `*` anywhere, no write to
+    Secrets, and every runbook's ClusterRole is one the `runbooks` ClusterRole aggregates (so it is granted)."""
+    roles = [d for d in built if d["kind"] in ("Role", "ClusterRole")]
+    for role in roles:
+        for rule in role.get("rules") or []:
+            for key in ("verbs", "apiGroups", "resources", "nonResourceURLs"):
+                assert not any("*" in value for value in rule.get(key, [])), (role["metadata"]["name"], rule)
+            if any(r == "secrets" or r.startswith("secrets/") for r in rule.get("resources", [])):
+                assert set(rule["verbs"]) <= {"get", "list", "watch"}, (role["metadata"]["name"], rule)
+    aggregated = by(built, "ClusterRole", "runbooks")
+    assert aggregated.get("rules") in (None, []), "its rules are the aggregation's, never its own"
+    [selector] = aggregated["aggregationRule"]["clusterRoleSelectors"]
+    per_runbook = [r for r in roles if r["metadata"]["name"].startswith("runbooks-")]
+    assert per_runbook, "one ClusterRole per runbook, in rbac/"
+    for role in per_runbook:
+        assert role["kind"] == "ClusterRole" and role["rules"], role["metadata"]["name"]
+        labels = role["metadata"].get("labels") or {}
+        assert all(labels.get(k) == v for k, v in selector["matchLabels"].items()), role["metadata"]["name"]
+    binding = by(built, "ClusterRoleBinding", "runbooks")
+    assert binding["roleRef"]["name"] == "runbooks"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "runbooks", "namespace": "runbooks"}]

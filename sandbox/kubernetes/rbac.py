@@ -82,21 +82,25 @@ class Authorizer:
     def check(self, user: User, request: "Request") -> None:
         """Raise Forbidden unless RBAC allows the request; record the decision either way."""
         attributes = attributes_of(request)
-        rule = self.allowing_rule(user, attributes)
+        rule, missing = self.allowing_rule(user, attributes)
         allowed = rule is not None or (not attributes.resource_request and attributes.path.startswith(DISCOVERY_PATHS))
         with self._lock:
             self.decisions.append(Decision(user.name, attributes, allowed, rule))
         if not allowed:
-            raise forbidden(user, attributes)
+            raise forbidden(user, attributes, rbac_reason(missing))
 
-    def allowing_rule(self, user: User, attributes: Attributes) -> tuple[str, str, int] | None:
-        """The first rule (as the RBAC authorizer visits them) that allows the request, or None."""
+    def allowing_rule(self, user: User, attributes: Attributes) -> tuple[tuple[str, str, int] | None, list[str]]:
+        """The first rule (as the RBAC authorizer visits them) that allows the request, or None; and the
+        bound roles that do not exist (the authorizer's reason when it denies)."""
+        missing = []
         for kind, role_name, namespace in self._roles_of(user, attributes.namespace):
             role = self._find(kind, role_name, namespace)
+            if role is None:
+                missing.append(f'{kind.lower()}.rbac.authorization.k8s.io "{role_name}" not found')
             for index, rule in enumerate((role or {}).get("rules") or []):
                 if rule_allows(rule, attributes):
-                    return kind, role_name, index
-        return None
+                    return (kind, role_name, index), missing
+        return None, missing
 
     def _roles_of(self, user: User, namespace: str) -> list[tuple[str, str, str | None]]:
         roles = []
@@ -170,12 +174,22 @@ def _subject_matches(subject: dict, user: User, binding_namespace: str | None) -
     return False
 
 
-def forbidden(user: User, a: Attributes) -> errors.ApiError:
-    """403 as responsewriters.Forbidden writes it (apierrors.NewForbidden around forbiddenMessage)."""
+def rbac_reason(missing: list[str]) -> str:
+    """The RBAC authorizer's reason: its visitor's errors, aggregated as utilerrors.NewAggregate prints them."""
+    if not missing:
+        return ""
+    return "RBAC: " + (missing[0] if len(missing) == 1 else "[" + ", ".join(missing) + "]")
+
+
+def forbidden(user: User, a: Attributes, reason: str = "") -> errors.ApiError:
+    """403 as responsewriters.Forbidden writes it (apierrors.NewForbidden around forbiddenMessage, then
+    `: <reason>` when the authorizer gave one)."""
+    suffix = f": {reason}" if reason else ""
     if not a.resource_request:
-        return errors.ApiError(403, "Forbidden", f'forbidden: User "{user.name}" cannot {a.verb} path "{a.path}"')
+        return errors.ApiError(403, "Forbidden",
+                               f'forbidden: User "{user.name}" cannot {a.verb} path "{a.path}"{suffix}')
     scope = f'in the namespace "{a.namespace}"' if a.namespace else "at the cluster scope"
-    why = (f'User "{user.name}" cannot {a.verb} resource "{a.combined}" in API group "{a.group}" {scope}')
+    why = (f'User "{user.name}" cannot {a.verb} resource "{a.combined}" in API group "{a.group}" {scope}{suffix}')
     qualified = f"{a.resource}.{a.group}" if a.group else a.resource
     message = f'{qualified} "{a.name}" is forbidden: {why}' if a.name else f"{qualified} is forbidden: {why}"
     details = {"name": a.name} if a.name else {}

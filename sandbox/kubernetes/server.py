@@ -93,8 +93,11 @@ class Sandbox(StandIn):
     def authenticate(self, request: Request) -> None:
         """A ServiceAccount token (`issue_token`) is held to RBAC; anything else is checked as before (the
         admin token, or nothing when the sandbox has none)."""
-        user = self.rbac.user_for(request.headers.get("Authorization", ""))
+        sent = request.headers.get("Authorization", "")
+        user = self.rbac.user_for(sent)
         if user is None:
+            if self.rbac.tokens and sent and sent != f"Bearer {self.config.token}":
+                raise errors.ApiError(401, "Unauthorized", "Unauthorized")     # a token this server never issued
             return super().authenticate(request)
         if request.path.startswith("/_sandbox/"):
             raise errors.ApiError(403, "Forbidden", "the sandbox's admin endpoints take the admin token")

@@ -98,6 +98,97 @@ def test_the_admin_and_unknown_paths_and_decisions_are_kept(rbac_sandbox):
     assert decided == [("get", "pods", True, ("Role", "pod-reader", 0)), ("delete", "pods", False, None)]
 
 
+def bind(sb: Sandbox, name: str, rules: list[dict], *, namespace: str = "default") -> str:
+    """A Role with `rules` bound in `namespace` to the ServiceAccount ops/<name>; that account's token."""
+    sb.apply_object({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                     "metadata": {"name": name, "namespace": namespace}, "rules": rules})
+    sb.apply_object({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                     "metadata": {"name": name, "namespace": namespace},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                     "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "ops"}]})
+    return sb.issue_token("ops", name)
+
+
+def test_subresources_are_their_own_grants_as_upstream(rbac_sandbox):
+    """pods/eviction (create), pods/log (get) and deployments/scale (get, patch) are authorized as
+    `<resource>/<subresource>`: `pods` alone grants none of them, and each grants nothing more."""
+    rbac_sandbox.apply_object({"apiVersion": "apps/v1", "kind": "Deployment",
+                               "metadata": {"name": "web", "namespace": "default"},
+                               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {
+                                   "metadata": {"labels": {"app": "web"}},
+                                   "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+    pods_only = bind(rbac_sandbox, "pods-only", [{"apiGroups": [""], "resources": ["pods"],
+                                                  "verbs": ["get", "create"]}])
+    sub = bind(rbac_sandbox, "sub", [{"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
+                                     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+                                     {"apiGroups": ["apps"], "resources": ["deployments/scale"],
+                                      "verbs": ["get", "patch"]}])
+    eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name="web", namespace="default"))
+    user = "system:serviceaccount:ops:pods-only"
+    api = core(rbac_sandbox, pods_only)
+    code, body = status_of(lambda: api.create_namespaced_pod_eviction("web", "default", eviction))
+    assert (code, body["message"], body["details"]) == (403, (
+        f'pods "web" is forbidden: User "{user}" cannot create resource "pods/eviction" in API group "" in the '
+        'namespace "default"'), {"name": "web", "kind": "pods"})
+    code, body = status_of(lambda: api.read_namespaced_pod_log("web", "default"))
+    assert code == 403 and f'cannot get resource "pods/log" in API group ""' in body["message"]
+    apps = client.AppsV1Api(config.new_client_from_config_dict(rbac_sandbox.kubeconfig(token=sub)))
+    assert apps.read_namespaced_deployment_scale("web", "default").spec.replicas == 1
+    assert apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 2}}).spec.replicas == 2
+    code, body = status_of(lambda: apps.read_namespaced_deployment("web", "default"))
+    assert code == 403 and 'cannot get resource "deployments" in API group "apps"' in body["message"]
+    api = core(rbac_sandbox, sub)
+    assert isinstance(api.read_namespaced_pod_log("web", "default"), str)
+    api.create_namespaced_pod_eviction("web", "default", eviction)                       # 201: evicted
+    assert rbac_sandbox.store.find(rbac_sandbox.resource("Pod"), "default", "web") is None or \
+        rbac_sandbox.get("Pod", "web", "default")["metadata"].get("deletionTimestamp")
+    code, body = status_of(lambda: api.read_namespaced_pod("web", "other"))
+    assert code == 403 and 'cannot get resource "pods"' in body["message"]
+
+
+def test_a_token_it_never_issued_is_unauthorized_and_a_missing_role_is_the_reason(rbac_sandbox):
+    rbac_sandbox.issue_token("ops", "reader")
+    stranger = core(rbac_sandbox, "not-a-token-it-issued")
+    assert status_of(lambda: stranger.list_namespaced_pod("default")) == (401, {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized",
+        "reason": "Unauthorized", "code": 401})
+    rbac_sandbox.apply_object({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                               "metadata": {"name": "dangling"},
+                               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                           "name": "gone"},
+                               "subjects": [{"kind": "ServiceAccount", "name": "orphan", "namespace": "ops"}]})
+    code, body = status_of(lambda: core(rbac_sandbox, rbac_sandbox.issue_token("ops", "orphan")).list_node())
+    assert (code, body["message"]) == (403, 'nodes is forbidden: User "system:serviceaccount:ops:orphan" cannot '
+                                            'list resource "nodes" in API group "" at the cluster scope: RBAC: '
+                                            'clusterrole.rbac.authorization.k8s.io "gone" not found')
+
+
+def test_an_aggregated_clusterrole_holds_the_rules_of_the_roles_it_selects(sandbox):
+    """kube-controller-manager's clusterrole-aggregation: the union, each rule once, kept up to date."""
+    label = {"example/aggregate-to-ops": "true"}
+    read = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}
+    scale = {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]}
+    sandbox.apply_object({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                          "metadata": {"name": "ops"}, "rules": [],
+                          "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": label}]}})
+    for name, rules, labels in (("ops-b", [read, scale], label), ("ops-a", [read], label),
+                                ("unrelated", [{**read, "verbs": ["delete"]}], {})):
+        sandbox.apply_object({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                              "metadata": {"name": name, "labels": labels}, "rules": rules})
+    sandbox.wait_for(lambda: sandbox.get("ClusterRole", "ops")["rules"] == [read, scale])
+    sandbox.apply_object({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                          "metadata": {"name": "ops-b", "labels": label}, "rules": [read]})
+    sandbox.wait_for(lambda: sandbox.get("ClusterRole", "ops")["rules"] == [read])
+    sandbox.apply_object({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                          "metadata": {"name": "ops"},
+                          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "ops"},
+                          "subjects": [{"kind": "ServiceAccount", "name": "ops", "namespace": "default"}]})
+    api = core(sandbox, sandbox.issue_token("default", "ops"))
+    assert api.list_namespaced_pod("default").items == []
+    code, _ = status_of(lambda: api.delete_namespaced_pod("x", "default"))
+    assert code == 403, "the unlabelled role's rules are not aggregated"
+
+
 @pytest.mark.kubectl
 @pytest.mark.parametrize("version", available_versions() or ["missing"])
 def test_kubectl_prints_the_servers_forbidden_message(rbac_sandbox, tmp_path, version):
