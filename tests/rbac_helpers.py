@@ -166,8 +166,10 @@ def assert_every_grant_used(request) -> None:
     config = request.config
     expected = {item.nodeid for item in request.session.items
                 if getattr(item, "module", None) is request.module and "runbooks_token" in item.fixturenames}
-    partial = (config.option.keyword or config.option.markexpr or any("::" in str(a) for a in config.args)
-               or config.getoption("lf", False) or expected - ledger.tests)
+    this_file = Path(request.module.__file__).resolve()
+    picked = [a for a in map(str, config.args) if "::" in a and Path(a.split("::")[0]).resolve() == this_file]
+    partial = (config.option.keyword or config.option.markexpr or picked or config.getoption("lf", False)
+               or expected - ledger.tests)
     if partial:
         pytest.skip("needs every test of the module to have run (run the whole file)")
     unused = sorted(ledger.granted - ledger.used)

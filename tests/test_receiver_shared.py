@@ -19,7 +19,7 @@ from deployments.receiver_state import PostgresState, StateUnavailable
 from .receiver_helpers import (TOKEN, alertmanager, api, armed, crash_looping, estate, events_for,  # noqa: F401
                                outcomes, post, rollout_stuck, settle, start_receiver, stub_api, wait_run)
 
-STORM = 30          # deliveries per alert in the storm
+STORM = 10          # deliveries per alert in the storm (20 at once over two receivers)
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def _storm(urls: list[str], payloads: list[dict]) -> list[tuple[int, str]]:
 
 
 def test_two_receivers_sharing_postgres_start_one_run_for_an_alert_storm_on_one_object(armed, shared, api, estate):
-    """Two alerts on one Deployment (a crash loop and a stuck rollout), each delivered 30 times, spread over
+    """Two alerts on one Deployment (a crash loop and a stuck rollout), each delivered STORM times, spread over
     two receivers at once: one run starts; every other delivery is a duplicate or held in flight (503)."""
     (first, _), (second, _) = shared(api), shared(api)
     svc = estate.fresh()
