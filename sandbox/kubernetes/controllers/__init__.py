@@ -89,13 +89,15 @@ class ControllerManager:
         from .nodes import NodeController
         from .pdb import DisruptionController
         from .pods import Kubelet, Scheduler
+        from .rbac import ClusterRoleAggregationController
         from .replicasets import ReplicaSetController
         from .serviceaccounts import ServiceAccountController
         return [NodeController(self.sandbox), ServiceAccountController(self.sandbox),
                 DeploymentController(self.sandbox), ReplicaSetController(self.sandbox),
                 DaemonSetController(self.sandbox), JobController(self.sandbox),
                 HorizontalPodAutoscalerController(self.sandbox), Scheduler(self.sandbox),
-                Kubelet(self.sandbox), DisruptionController(self.sandbox), CertificateController(self.sandbox)]
+                Kubelet(self.sandbox), DisruptionController(self.sandbox), CertificateController(self.sandbox),
+                ClusterRoleAggregationController(self.sandbox)]
 
     def start(self) -> None:
         self.controllers = self.build()
