@@ -168,14 +168,18 @@ def test_register_creates_the_kubernetes_pool_and_its_deployments(prefect_harnes
     from prefect.client.orchestration import get_client
 
     from deployments.register import job_template, register
-    [deployment_id] = register("runbooks-k8s-test", job_template(KUBE / "base-job-template.json", IMAGE), IMAGE)
+    from runbooks.registry import RUNBOOKS
+    deployment_ids = register("runbooks-k8s-test", job_template(KUBE / "base-job-template.json", IMAGE), IMAGE)
     with get_client(sync_client=True) as client:
         pool = client.read_work_pool("runbooks-k8s-test")
-        deployment = client.read_deployment(deployment_id)
+        deployments = {d.name: d for d in map(client.read_deployment, deployment_ids)}
         [zombies] = client.read_automations_by_name("runbooks-crash-flow-runs-without-heartbeat")
         client.delete_automation(zombies.id)        # the session's server is shared: leave it as found
     assert pool.type == "kubernetes"
     assert pool.base_job_template["variables"]["properties"]["image"]["default"] == IMAGE
+    assert set(deployments) == set(RUNBOOKS)                     # one deployment per runbook, each in the pool
+    assert {(d.work_pool_name, d.job_variables["image"]) for d in deployments.values()} == {("runbooks-k8s-test", IMAGE)}
+    deployment = deployments["emergency-rollback"]
     assert (deployment.work_pool_name, deployment.job_variables["image"]) == ("runbooks-k8s-test", IMAGE)
     # the flow is loaded from the Job's working directory, the image's /app (the template sets it)
     assert deployment.entrypoint == "flows/rollback.py:emergency_rollback" and deployment.path == "."
