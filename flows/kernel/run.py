@@ -24,7 +24,7 @@ from plans.record import RunRecord, Step
 from plans.targets import Target
 from plans.trigger import AlertContext, Trigger
 from tasks.approval import request_approval
-from tasks.catalog import Catalog, Environment, load_catalog
+from tasks.catalog import ApprovalPolicy, Catalog, Environment, load_catalog
 from tasks.errors import CatalogError, GuardRefused, PermanentError, RunbookError, VerificationFailed
 from tasks.guards import check_cooldown, check_freeze
 from tasks.journal import JournalEntry, journal
@@ -176,11 +176,12 @@ class Runbook:
             self.record.outcome = "dry-run"
         return plan.is_noop or self.dry_run
 
-    def approve(self) -> None:
-        """The approval gate: pause for the environment's policy; the answers are bound to the plan."""
+    def approve(self, policy: ApprovalPolicy | None = None) -> None:
+        """The approval gate: pause for the environment's policy (or a stricter `policy` the runbook needs,
+        e.g. a production drill); the answers are bound to the plan."""
         plan = self.record.plan
         self.record.approvals = request_approval(
-            plan, policy=self.environment.approval, requested_by=self.record.requested_by,
+            plan, policy=policy or self.environment.approval, requested_by=self.record.requested_by,
             on_event=lambda event, text: self.notify(event, text))
         self.record.note("approval", ", ".join(f"{a.decision} by {a.approver}" for a in self.record.approvals))
 

@@ -18,6 +18,7 @@ from . import admission, errors, http, strategy
 from .api import Api
 from .controllers import ControllerManager
 from .eviction import install as install_pod_subresources
+from .service_proxy import install as install_service_proxy
 from .resources import RESOURCES, ResourceType
 from .store import Store, copy_of
 
@@ -58,6 +59,7 @@ class Sandbox(StandIn):
         self.encoder = http.Encoder()
         self.controllers = ControllerManager(self)
         install_pod_subresources(self)          # pods/eviction and pods/log
+        install_service_proxy(self)             # services/proxy: a health URL reflecting ready pods
         self._pending_history: list[tuple[str, str, dict]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
