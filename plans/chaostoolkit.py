@@ -49,6 +49,9 @@ def from_chaostoolkit(raw: dict, service: ServiceRef, source: str) -> Experiment
         raise ExperimentError(f"{source}: method[0].pauses.after must say how many seconds to hold the fault")
     hypothesis = raw.get("steady-state-hypothesis") or {}
     probes = [_probe(p, i, service, source) for i, p in enumerate(hypothesis.get("probes") or [])]
+    if not probes:
+        raise ExperimentError(f"{source}: steady-state-hypothesis has no probes: a drill needs one to check "
+                              "before, during and after the fault")
     for index, rollback in enumerate(raw.get("rollbacks") or []):
         _check_rollback(rollback, index, fault, source)
     return parse_experiment({"title": raw.get("title") or source, "service": service.name, "fault": fault,
@@ -143,7 +146,7 @@ def _http(provider, activity, where, _service, source) -> dict:
                               f"not {tolerance!r}")
     if not isinstance(provider.get("url"), str):
         raise ExperimentError(f"{source}: {where} needs a url")
-    return HealthRatio(at_least=1.0, url=provider["url"]).model_dump()
+    return HealthRatio(at_least=1.0, url=provider["url"], window_seconds=0.5).model_dump()   # a few requests, not one
 
 
 def _tolerance_true(activity: dict, where: str, source: str) -> None:
