@@ -5,6 +5,7 @@ import importlib
 
 RUNBOOKS = {
     "emergency-rollback": "flows.rollback:emergency_rollback",
+    "chaos-drill": "flows.chaos:chaos_drill",
 }
 
 

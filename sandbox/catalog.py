@@ -20,9 +20,12 @@ DEMO_STAGING_SERVICES = {name: {**service, "namespace": service["namespace"] + S
                          for name, service in DEMO_SERVICES.items()}
 
 
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments" / "chaos"
+
+
 def demo_catalog(kubeconfig: Path, *, context: str = "sandbox") -> dict:
     cluster = {"kind": "kubeconfig", "kubeconfig": str(kubeconfig), "context": context}
-    return {"environments": {
+    return {"chaos": {"experiments": str(EXPERIMENTS)}, "environments": {
         "production": {"cluster": cluster, "production": True,
                        "approval": {"policy": "one", "timeout_seconds": 900, "escalate_after_seconds": 300},
                        "cooldown_seconds": 300, "verify_timeout_seconds": 300, "services": DEMO_SERVICES},

@@ -128,3 +128,22 @@ def test_the_sandbox_service_proxy_answers_only_while_a_pod_is_ready(sandbox):
                      headers={"Content-Type": "application/merge-patch+json"})
     sandbox.wait_for(lambda: httpx.get(url).status_code == 503)
     assert httpx.get(url).json()["message"] == 'no endpoints available for service "web"'
+
+
+def test_game_days_are_declared_and_their_experiments_load_from_the_example_catalog():
+    from deployments.serve import declared_deployments
+    from tasks.catalog import EXAMPLE_CATALOG, load_catalog
+    from tasks.chaos_experiments import load_experiment
+
+    catalog = load_catalog(EXAMPLE_CATALOG)
+    [entry] = [d for d in declared_deployments() if d["name"] == "chaos-drill"]
+    by_env = {s["parameters"]["environment"]: s for s in entry["schedules"]}
+    assert by_env["staging"].get("active", True) is True and by_env["production"]["active"] is False
+    for schedule in entry["schedules"]:
+        params = schedule["parameters"]
+        drill = load_experiment(catalog, params["environment"], experiment_file=params["experiment_file"],
+                                experiment=None, service="")
+        assert drill.service in catalog.environment(params["environment"]).services
+    ctk = load_experiment(catalog, "production", experiment_file="checkout-web-terminate-pod.json",
+                          experiment=None, service="checkout-web")
+    assert ctk.fault == PodKill(count=1)
