@@ -55,7 +55,8 @@ class Scorecard(BaseModel):
                  f"time to detect: {seconds(self.time_to_detect)}",
                  f"time to recover: {seconds(self.recovered_seconds)}"]
         if self.aborted_because:
-            lines.append(f"aborted: {self.aborted_because}")
+            at = dt.datetime.fromtimestamp(self.aborted_at or 0, dt.timezone.utc).isoformat(timespec="milliseconds")
+            lines.append(f"aborted at {at}: {self.aborted_because}")
         for phase in ("before", "during", "after"):
             checks = getattr(self, phase)
             lines += [f"{phase}: {'PASS' if c.passed else 'FAIL'} {c.name.removeprefix(phase + ': ')}: {c.detail}"
