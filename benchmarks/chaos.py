@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import queue
 import statistics
 import sys
 import tempfile
@@ -39,27 +40,39 @@ EXPERIMENT = {"title": "bench", "service": NAME, "duration_seconds": 30, "fault"
 
 
 def live_ready(pods: dict) -> int:
-    return sum(1 for p in pods.values() if not p["metadata"].get("deletionTimestamp") and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in (p.get("status") or {}).get("conditions") or []))
+    def ready(pod: dict) -> bool:
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return sum(1 for p in pods.values() if not p["metadata"].get("deletionTimestamp") and ready(p))
+
+
+class StampedQueue(queue.Queue):
+    """The watcher's queue, stamping each event with the moment the store published it (not when a
+    consumer thread got round to it)."""
+
+    def put(self, item, block=True, timeout=None) -> None:
+        super().put(item if item is None else (time.time(), item), block, timeout)
 
 
 def break_in_store(sandbox: Sandbox) -> dict:
     """Subscribe to the sandbox's store: record when the live Ready pods of payments-api drop below AT_LEAST."""
     found: dict = {}
     pods = {p["metadata"]["name"]: p for p in sandbox.list("Pod", NS) if p["metadata"]["name"].startswith(NAME)}
-    watcher = sandbox.store.watch(BY_KIND["Pod"], NS, lambda o: o["metadata"]["name"].startswith(NAME),
-                                  str(sandbox.store.resource_version))
+    with sandbox.store.lock:           # the store publishes under this (reentrant) lock: no event slips by
+        watcher = sandbox.store.watch(BY_KIND["Pod"], NS, lambda o: o["metadata"]["name"].startswith(NAME),
+                                      str(sandbox.store.resource_version))
+        watcher.events = StampedQueue()
 
     def follow() -> None:
         while "at" not in found:
             item = watcher.events.get()
             if item is None:
                 return
-            kind, obj = item
+            stamp, (kind, obj) = item
             pods.pop(obj["metadata"]["name"], None) if kind == "DELETED" else pods.__setitem__(
                 obj["metadata"]["name"], obj)
             if live_ready(pods) < AT_LEAST:
-                found["at"] = time.time()
+                found["at"] = stamp
         watcher.close()
     threading.Thread(target=follow, daemon=True).start()
     return found

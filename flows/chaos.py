@@ -34,8 +34,8 @@ from kubernetes.client import AppsV1Api, CoreV1Api
 
 from flows.chaos_faults import inject
 from flows.kernel import Runbook, runbook_flow
-from plans.chaos import (RUNBOOK, Experiment, HealthRatio, check_blast_radius, check_drill_window, drill_policy,
-                         drill_state, plan_drill)
+from plans.chaos import (RUNBOOK, Experiment, ExperimentError, HealthRatio, check_blast_radius, check_drill_window,
+                         drill_policy, drill_state, plan_drill)
 from plans.record import Check, RunRecord
 from plans.scorecard import Scorecard
 from tasks.chaos_experiments import load_experiment
@@ -118,8 +118,8 @@ def _preflight_checks(run: Runbook, drill: Experiment, state, card: Scorecard, c
     """The hypothesis before the fault (an unhealthy service is not drilled) and what the fault needs."""
     if any(isinstance(p, HealthRatio) and not (p.url or hypothesis["health_url"]) for p in drill.watched
            + drill.hypothesis):
-        raise GuardRefused(f"a health-ratio probe needs a url: the experiment gives none and service "
-                           f"{drill.service!r} has no health_url in the catalog")
+        raise ExperimentError(f"a health-ratio probe needs a url: the experiment gives none and service "
+                              f"{drill.service!r} has no health_url in the catalog")
     if drill.fault.kind == "api-fault" and not can_inject_proxy_faults(run.kubernetes):
         raise GuardRefused("fault api-fault: this cluster cannot inject errors or latency in front of a service "
                            "(only the sandbox can; on AKS use a service mesh's fault injection)")

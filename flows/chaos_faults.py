@@ -61,7 +61,8 @@ def inject(run: Runbook, drill: Experiment, target: DeploymentTarget, state: Dri
                   undo=restore(lambda _r: None), undo_text="nothing to write back: the ReplicaSet replaces the "
                   "deleted pods, and the restore waits until they are Ready", verify_undo=verified(), always_undo=True)
     elif isinstance(fault, ScaleDown):
-        run.apply(changes[0], injected(lambda: scale_deployment(apps, namespace=ns, name=name, replicas=fault.replicas)),
+        scale_to = fault.replicas
+        run.apply(changes[0], injected(lambda: scale_deployment(apps, namespace=ns, name=name, replicas=scale_to)),
                   undo=restore(lambda r: scale_deployment(apps, namespace=ns, name=name, replicas=r.previous_replicas)),
                   undo_text=f"scale back to {state.replicas}", always_undo=True,
                   verify_undo=verified(lambda: _replicas_are(apps, ns, name, state.replicas)))

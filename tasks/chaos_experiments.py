@@ -16,7 +16,8 @@ def load_experiment(catalog: Catalog, environment: str, *, experiment_file: str,
                               "or experiment (the form)")
     if experiment is not None:
         if service and service != experiment.service:
-            raise ExperimentError(f"the experiment drills service {experiment.service!r}, but the run names {service!r}")
+            raise ExperimentError(f"the experiment drills service {experiment.service!r}, but the run names "
+                                  f"{service!r}")
         catalog.service(environment, experiment.service)
         return experiment
     path = experiment_path(catalog.experiments_folder(), experiment_file)

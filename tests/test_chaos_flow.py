@@ -7,6 +7,7 @@ import json
 import time
 from types import SimpleNamespace
 
+import httpx
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
@@ -106,6 +107,25 @@ def test_a_single_replica_service_fails_its_hypothesis_aborts_and_is_restored(dr
     assert after["replicas"] == before["replicas"] == 1 and after["template"] == before["template"]
     assert not any(n.get("spec", {}).get("unschedulable") for n in demo_sandbox.list("Node"))
     wait_healthy(demo_sandbox, namespace="checkout", name="cart")
+
+
+def test_a_crashlooping_release_aborts_on_restarts_and_is_rolled_back_to_the_same_image(drills, demo_sandbox):
+    before = demo_sandbox.get("Deployment", "payments-api", "payments")["spec"]["template"]
+    name = write(drills, "bad-release.yaml", experiment(title="bad release", fault={"kind": "crashloop-image"},
+                                                        duration_seconds=20))
+    with pytest.raises(VerificationFailed, match="container restarts <= 0 broken"):
+        drill(experiment_file=name)
+    assert demo_sandbox.get("Deployment", "payments-api", "payments")["spec"]["template"] == before
+    wait_healthy(demo_sandbox)
+
+
+def test_errors_in_front_of_the_service_break_its_health_ratio_and_are_removed(drills, demo_sandbox):
+    name = write(drills, "api.yaml", experiment(title="503s", fault={"kind": "api-fault", "status": 503,
+                                                                     "share": 0.5}, duration_seconds=20))
+    with pytest.raises(VerificationFailed, match=r"health URL 2xx ratio >= 0.90 over 0.5s broken"):
+        drill(experiment_file=name)
+    assert demo_sandbox.faults.rules() == []                 # the restore removed it ...
+    assert httpx.get(health_url(demo_sandbox)).status_code == 200   # ... and the service answers again
 
 
 def test_a_chaos_toolkit_experiment_with_supported_actions_runs_as_a_drill(drills, demo_sandbox):

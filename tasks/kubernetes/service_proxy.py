@@ -3,8 +3,6 @@ sandbox's fault rules (`/_sandbox/faults`). Only the sandbox can do this; on a r
 mesh or Chaos Mesh's HTTPChaos would, so the drill refuses the fault there before any write."""
 from __future__ import annotations
 
-import json
-
 from kubernetes.client import ApiClient
 from prefect import task
 from pydantic import BaseModel
@@ -28,9 +26,15 @@ def proxy_path(namespace: str, service: str) -> str:
 
 
 def _admin(api: ApiClient, method: str, path: str, body: dict | None = None) -> dict:
-    response = call(api.call_api, path, method, header_params={"Content-Type": "application/json"},
-                    body=body, auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True)
-    return json.loads(response.data or b"{}")
+    """One call to the sandbox's admin API through the ApiClient (its host, TLS and bearer token)."""
+    params = api.param_serialize(method=method, resource_path=path, body=body, auth_settings=["BearerToken"],
+                                 header_params={"Content-Type": "application/json", "Accept": "application/json"})
+
+    def once() -> dict:
+        response = api.call_api(*params)
+        response.read()
+        return api.response_deserialize(response, {"2XX": "object"}).data or {}
+    return call(once)
 
 
 @task(name="can_inject_proxy_faults", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
