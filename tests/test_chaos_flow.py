@@ -50,9 +50,11 @@ def drills(demo_sandbox, tmp_path, monkeypatch):
 
 def experiment(**overrides) -> dict:
     return {"title": "lose a pod", "service": "payments-api", "fault": {"kind": "pod-kill", "share": 0.34},
-            "hypothesis": [{"kind": "ready-replicas", "at_least": 2}, {"kind": "restarts", "at_most": 0},
-                           {"kind": "health-ratio", "at_least": 0.9, "window_seconds": 0.5}],
+            "hypothesis": [{"kind": "ready-replicas", "at_least": 2}, {"kind": "restarts", "at_most": 0}],
             "duration_seconds": 1.5, **overrides}
+
+
+HEALTH = {"kind": "health-ratio", "at_least": 0.9, "window_seconds": 0.5}
 
 
 def write(drills, name: str, body: dict) -> str:
@@ -77,12 +79,13 @@ def payments_key(sandbox) -> str:
 
 def test_a_healthy_service_with_replicas_and_a_pdb_passes_with_real_times(drills, demo_sandbox):
     since = time.time()
-    record = drill(experiment_file=write(drills, "pod-kill.yaml", experiment()))
+    hypothesis = experiment()["hypothesis"] + [HEALTH]
+    record = drill(experiment_file=write(drills, "pod-kill.yaml", experiment(hypothesis=hypothesis)))
     assert record.outcome == "succeeded"
     deletes = [r for r in demo_sandbox.requests.writes(since) if r.method == "DELETE"]
     assert len(deletes) == 1 and "/pods/payments-api-" in deletes[0].path
     card = "\n".join(record.evidence)
-    assert "scorecard: PASS" in card and "after: PASS ready replicas >= 2" in card
+    assert "scorecard: PASS" in card and "after: PASS ready replicas >= 2" in card and "after: PASS health URL" in card
     detect = float(card.split("time to detect: ")[1].split("s")[0])
     recover = float(card.split("time to recover: ")[1].split("s")[0])
     assert 0 < detect < 1.5 and 0 <= recover < 30
@@ -120,8 +123,8 @@ def test_a_crashlooping_release_aborts_on_restarts_and_is_rolled_back_to_the_sam
 
 
 def test_errors_in_front_of_the_service_break_its_health_ratio_and_are_removed(drills, demo_sandbox):
-    name = write(drills, "api.yaml", experiment(title="503s", fault={"kind": "api-fault", "status": 503,
-                                                                     "share": 0.5}, duration_seconds=20))
+    name = write(drills, "api.yaml", experiment(title="503s", fault={"kind": "api-fault", "status": 503, "share": 0.5},
+                                                duration_seconds=20, hypothesis=[HEALTH]))
     with pytest.raises(VerificationFailed, match=r"health URL 2xx ratio >= 0.90 over 0.5s broken"):
         drill(experiment_file=name)
     assert demo_sandbox.faults.rules() == []                 # the restore removed it ...
@@ -154,28 +157,25 @@ def refused(run, sandbox, error, match):
     assert sandbox.requests.writes(since) == []
 
 
-def test_a_drill_beyond_the_blast_radius_is_refused_before_any_write(drills, demo_sandbox):
+def test_beyond_the_blast_radius_overlapping_a_freeze_or_unhealthy_a_drill_is_refused_before_any_write(
+        drills, demo_sandbox):
     name = write(drills, "scale.yaml", experiment(fault={"kind": "scale-down", "replicas": 1}))
     refused(lambda: drill(experiment_file=name), demo_sandbox, GuardRefused,
             "blast radius: scale-down takes away 67% of the service's pods .* at most 50%")
-
-
-def test_a_drill_on_an_unhealthy_service_is_refused_before_any_write(drills, demo_sandbox):
+    pod_kill = write(drills, "x.yaml", experiment())
+    soon = NOW + dt.timedelta(seconds=45)       # not frozen yet, but the drill and its restore would reach it
+    drills.use(freeze_windows=[{"start": soon.isoformat(), "end": (soon + dt.timedelta(hours=2)).isoformat(),
+                                "reason": "release freeze"}])
+    refused(lambda: drill(experiment_file=pod_kill), demo_sandbox, GuardRefused,
+            "freeze window .* \\(release freeze\\) overlapping the drill")
+    drills.use()
     apps_api(demo_sandbox).patch_namespaced_deployment("payments-api", "payments", {"spec": {"template": {"spec": {
         "containers": [{"name": "api", "image": "ghcr.io/example/payments-api:1.5.0-crashloop"}]}}}})
     demo_sandbox.wait_for(lambda: any(
         (s.get("state") or {}).get("waiting", {}).get("reason") == "CrashLoopBackOff"
         for p in demo_sandbox.list("Pod", "payments") for s in p["status"].get("containerStatuses") or []))
-    refused(lambda: drill(experiment_file=write(drills, "x.yaml", experiment())), demo_sandbox, GuardRefused,
+    refused(lambda: drill(experiment_file=pod_kill), demo_sandbox, GuardRefused,
             "does not meet its steady-state hypothesis before the drill.*crash-looping: payments-api-")
-
-
-def test_a_drill_overlapping_a_freeze_is_refused_before_any_write(drills, demo_sandbox):
-    soon = NOW + dt.timedelta(seconds=45)       # not frozen yet, but the drill and its restore would reach it
-    drills.use(freeze_windows=[{"start": soon.isoformat(), "end": (soon + dt.timedelta(hours=2)).isoformat(),
-                                "reason": "release freeze"}])
-    refused(lambda: drill(experiment_file=write(drills, "x.yaml", experiment())), demo_sandbox, GuardRefused,
-            "freeze window .* \\(release freeze\\) overlapping the drill")
 
 
 def test_a_malformed_experiment_names_the_field_and_writes_nothing(drills, demo_sandbox):
