@@ -79,8 +79,9 @@ def inject(run: Runbook, drill: Experiment, target: DeploymentTarget, state: Dri
             undo_text="roll the pod template back to the release before the drill", always_undo=True,
             verify_undo=verified(lambda: _images_are(apps, ns, name, deployment.images)))
     elif isinstance(fault, ApiFault):
+        front = fault.kubernetes_service or name
         run.apply(changes[0], injected(lambda: add_proxy_fault(
-            run.kubernetes, namespace=ns, service=name, status=fault.status, latency_seconds=fault.latency_seconds,
+            run.kubernetes, namespace=ns, service=front, status=fault.status, latency_seconds=fault.latency_seconds,
             share=fault.share)),
             undo=restore(lambda r: remove_proxy_fault(run.kubernetes, fault_id=r.id)),
             undo_text="remove the injected fault", always_undo=True, verify_undo=verified())

@@ -72,6 +72,8 @@ class ApiFault(_Strict):
     status: int | None = Field(None, ge=400, le=599, description="HTTP status to answer with, e.g. 503")
     latency_seconds: float = Field(0.0, ge=0, le=30, description="added latency per request")
     share: float = Field(1.0, gt=0, le=1, description="share of the requests affected")
+    kubernetes_service: str | None = Field(None, description="the Service in front of the pods; default: the "
+                                                             "Deployment's name")
 
     @model_validator(mode="after")
     def _does_something(self) -> "ApiFault":
@@ -258,7 +260,8 @@ def fault_change(fault: Fault, target: DeploymentTarget, state: DrillState) -> C
                       after=crashloop_image(state.images[name]))
     what = " + ".join(filter(None, [f"HTTP {fault.status}" if fault.status else "",
                                     f"{fault.latency_seconds:g}s latency" if fault.latency_seconds else ""]))
-    return Change(resource=f"service proxy {target.namespace}/{target.deployment}", field="injected fault",
+    return Change(resource=f"service {target.namespace}/{fault.kubernetes_service or target.deployment} (proxy)",
+                  field="injected fault",
                   before="none", after=f"{what} on {fault.share:.0%} of requests")
 
 
