@@ -51,7 +51,7 @@ def drills(demo_sandbox, tmp_path, monkeypatch):
 def experiment(**overrides) -> dict:
     return {"title": "lose a pod", "service": "payments-api", "fault": {"kind": "pod-kill", "share": 0.34},
             "hypothesis": [{"kind": "ready-replicas", "at_least": 2}, {"kind": "restarts", "at_most": 0}],
-            "duration_seconds": 1.5, **overrides}
+            "duration_seconds": 1.0, **overrides}
 
 
 HEALTH = {"kind": "health-ratio", "at_least": 0.9, "window_seconds": 0.5}
@@ -88,7 +88,7 @@ def test_a_healthy_service_with_replicas_and_a_pdb_passes_with_real_times(drills
     assert "scorecard: PASS" in card and "after: PASS ready replicas >= 2" in card and "after: PASS health URL" in card
     detect = float(card.split("time to detect: ")[1].split("s")[0])
     recover = float(card.split("time to recover: ")[1].split("s")[0])
-    assert 0 < detect < 1.5 and 0 <= recover < 30
+    assert 0 < detect < 1.0 and 0 <= recover < 30          # seen within the 1 s drill; recovered in real time
     [artifact] = scorecards(payments_key(demo_sandbox))
     assert "**PASS**" in artifact.data and "time to detect" in artifact.data
     wait_healthy(demo_sandbox)
@@ -139,7 +139,7 @@ def test_a_chaos_toolkit_experiment_with_supported_actions_runs_as_a_drill(drill
                    "arguments": {"name": "payments-api", "ns": "payments"}}},
                {"type": "probe", "name": "health-url", "tolerance": 200, "provider": {
                    "type": "http", "url": health_url(demo_sandbox), "timeout": 1}}]},
-           "method": [{"type": "action", "name": "kill one", "pauses": {"after": 1}, "provider": {
+           "method": [{"type": "action", "name": "kill one", "pauses": {"after": 0.5}, "provider": {
                "type": "python", "module": "chaosk8s.pod.actions", "func": "terminate_pods",
                "arguments": {"label_selector": "app.kubernetes.io/name=payments-api", "ns": "payments", "qty": 1}}}],
            "rollbacks": []}
