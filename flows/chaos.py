@@ -86,7 +86,7 @@ def chaos_drill(environment: str, requested_by: str, experiment_file: str = "", 
                              fault=drill.fault.kind, run_id=run.record.run_id, started_at=_now())
             hypothesis = dict(namespace=target.namespace, selector=deployment.selector, replicas=state.replicas,
                               health_url=health_url)
-            _preflight_checks(run, drill, state, card, core, hypothesis)
+            _preflight_checks(run, drill, card, core, hypothesis)
 
             # 2. Plan: the fault, for how long, and what aborts it. A dry run ends here.
             notes = [check_blast_radius(drill.fault, state, run.catalog.blast_radius())]
@@ -113,8 +113,7 @@ def chaos_drill(environment: str, requested_by: str, experiment_file: str = "", 
     return run.record
 
 
-def _preflight_checks(run: Runbook, drill: Experiment, state, card: Scorecard, core: CoreV1Api,
-                      hypothesis: dict) -> None:
+def _preflight_checks(run: Runbook, drill: Experiment, card: Scorecard, core: CoreV1Api, hypothesis: dict) -> None:
     """The hypothesis before the fault (an unhealthy service is not drilled) and what the fault needs."""
     if any(isinstance(p, HealthRatio) and not (p.url or hypothesis["health_url"]) for p in drill.watched
            + drill.hypothesis):
