@@ -17,9 +17,10 @@ from flows.chaos import chaos_drill
 from plans.chaos import ExperimentError
 from plans.targets import DeploymentTarget
 from sandbox.catalog import DEMO_SERVICES
-from tasks.errors import GuardRefused, VerificationFailed
+from tasks.errors import ApprovalRejected, GuardRefused, VerificationFailed
+from tasks.gate_answer import answer_gate
 from tasks.scorecard import scorecard_key
-from tests.runbook_helpers import apps_api, wait_healthy, write_catalog
+from tests.runbook_helpers import answered_at_gate, apps_api, wait_healthy, write_catalog
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -198,4 +199,15 @@ def test_a_dry_run_checks_the_hypothesis_plans_and_writes_nothing(drills, demo_s
     record = drill(experiment_file=write(drills, "x.yaml", experiment()), dry_run=True)
     assert record.outcome == "dry-run" and "pods (deleted)" in record.plan.markdown()
     assert any("before: ready replicas >= 2" in line for line in record.evidence)
+    assert demo_sandbox.requests.writes(since) == []
+
+
+def test_a_production_drill_waits_for_a_person_even_where_the_environment_auto_approves(drills, demo_sandbox):
+    """Staging drills run unattended (the other tests); a production one stops at the gate, and a rejection
+    leaves the service untouched."""
+    drills.use(production=True)                                 # approval policy: auto, as staging's
+    since = time.time()
+    box, _ = answered_at_gate(lambda: drill(experiment_file=write(drills, "x.yaml", experiment())), "chaos-drill",
+                              lambda run: answer_gate(run, approver="bob", decision="reject", reason="not today"))
+    assert isinstance(box.get("error"), ApprovalRejected)
     assert demo_sandbox.requests.writes(since) == []
