@@ -28,7 +28,8 @@ from .errors import TransientError, classify
 from .kubernetes.pods import selector_string
 
 HEALTH_INTERVAL = 0.1       # seconds between health URL samples
-HEALTH_TIMEOUT = 1.0        # a sample slower than this counts as a failure
+HEALTH_TIMEOUT = 2.0        # a sample slower than this counts as a failure
+MIN_SAMPLES = 5             # a window is judged on at least this many requests
 READ_TIMEOUT = 1.0          # a watch read that waits longer re-checks the clock, then resumes
 
 
@@ -147,28 +148,37 @@ def follow_pods(core: CoreV1Api, *, namespace: str, selector: dict, on_change: C
             time.sleep(0.1)
 
 
+class HealthSamples(BaseModel):
+    ratio: float
+    count: int
+    last_failure: str = ""
+
+
 def sample_health(probe: HealthRatio, url: str, *, monitor: Monitor | None, deadline: float,
-                  stop: threading.Event) -> float:
-    """Ask `url` every HEALTH_INTERVAL until the deadline; the 2xx ratio over the last window is reported to
-    `monitor` once a full window has been sampled. Returns the ratio over the last window."""
+                  stop: threading.Event) -> HealthSamples:
+    """Ask `url` every HEALTH_INTERVAL until the deadline (and at least MIN_SAMPLES times, so one request
+    stalled by the prober's own machine cannot decide a window alone). The 2xx ratio over the last window is
+    reported to `monitor` once a full window has been sampled."""
     samples: collections.deque[tuple[float, bool]] = collections.deque()
-    started = time.monotonic()
+    started, count, last_failure = time.monotonic(), 0, ""
     with httpx.Client(timeout=HEALTH_TIMEOUT) as client:
-        while not stop.is_set() and time.monotonic() < deadline:
+        while not stop.is_set() and (time.monotonic() < deadline or count < MIN_SAMPLES):
             asked = time.monotonic()
             try:
-                ok = 200 <= client.get(url).status_code < 300
-            except httpx.HTTPError:
-                ok = False
-            now = time.monotonic()
+                status = client.get(url).status_code
+                ok, failure = 200 <= status < 300, f"HTTP {status}"
+            except httpx.HTTPError as exc:
+                ok, failure = False, type(exc).__name__
+            now, count = time.monotonic(), count + 1
+            last_failure = last_failure if ok else failure
             samples.append((now, ok))
-            while samples and samples[0][0] < now - probe.window_seconds:
+            while len(samples) > MIN_SAMPLES and samples[0][0] < now - probe.window_seconds:
                 samples.popleft()
-            full = now - started >= probe.window_seconds
+            full = now - started >= probe.window_seconds and count >= MIN_SAMPLES
             if monitor is not None:
                 monitor.health(probe, _ratio(samples) if full else None, failed=not ok)
             time.sleep(max(0.0, HEALTH_INTERVAL - (time.monotonic() - asked)))
-    return _ratio(samples)
+    return HealthSamples(ratio=_ratio(samples), count=len(samples), last_failure=last_failure)
 
 
 def _ratio(samples) -> float:
@@ -241,10 +251,12 @@ def check_steady_state(core: CoreV1Api, *, namespace: str, selector: dict, probe
                                 detail=f"crash-looping: {', '.join(looping)}" if looping else "no crash loops"))
         else:
             url = probe.url or health_url
-            ratio = sample_health(probe, url, monitor=None, deadline=time.monotonic() + probe.window_seconds,
-                                  stop=threading.Event())
-            checks.append(Check(name=f"{phase}: {probe.describe()}", passed=ratio >= probe.at_least,
-                                detail=f"{url}: {ratio:.2f} 2xx over {probe.window_seconds:g}s"))
+            sampled = sample_health(probe, url, monitor=None, deadline=time.monotonic() + probe.window_seconds,
+                                    stop=threading.Event())
+            failure = f" (last failure: {sampled.last_failure})" if sampled.last_failure else ""
+            checks.append(Check(name=f"{phase}: {probe.describe()}", passed=sampled.ratio >= probe.at_least,
+                                detail=f"{url}: {sampled.ratio:.2f} 2xx of {sampled.count} requests over "
+                                       f"{probe.window_seconds:g}s{failure}"))
     return checks
 
 
