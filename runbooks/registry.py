@@ -7,6 +7,7 @@ RUNBOOKS = {
     "emergency-rollback": "flows.rollback:emergency_rollback",
     "certificate-renewal": "flows.certificates:certificate_renewal",
     "scale-service": "flows.scaling:scale_service",
+    "chaos-drill": "flows.chaos:chaos_drill",
 }
 
 

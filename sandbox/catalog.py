@@ -30,6 +30,9 @@ DEMO_SCALING = {"production": {"max_replicas": 30, "max_nodes": 12},
                 "staging": {"max_replicas": 10, "max_nodes": 12}}
 
 
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments" / "chaos"
+
+
 def aks_cluster(azure: "AzureCredentials", resource_group: str, name: str) -> dict:
     """The catalog entry of an AKS cluster the Azure stand-in serves: its ARM endpoint, Entra authority and CA."""
     return {"kind": "aks", "subscription_id": azure.subscription_id, "resource_group": resource_group,
@@ -40,7 +43,7 @@ def aks_cluster(azure: "AzureCredentials", resource_group: str, name: str) -> di
 def demo_catalog(kubeconfig: Path, *, context: str = "sandbox", production_cluster: dict | None = None) -> dict:
     """Both environments; production on `production_cluster` (an `aks_cluster(...)`) when given."""
     cluster = {"kind": "kubeconfig", "kubeconfig": str(kubeconfig), "context": context}
-    return {"environments": {
+    return {"chaos": {"experiments": str(EXPERIMENTS)}, "environments": {
         "production": {"cluster": production_cluster or cluster, "production": True,
                        "approval": {"policy": "one", "timeout_seconds": 900, "escalate_after_seconds": 300},
                        "cooldown_seconds": 300, "verify_timeout_seconds": 300, "services": DEMO_SERVICES,

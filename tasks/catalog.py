@@ -16,6 +16,7 @@ from typing import Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from plans.chaos import BlastRadius
 from plans.scaling import ScalingPolicy
 from plans.targets import DeploymentTarget, HpaTarget, NodePoolTarget
 
@@ -180,8 +181,15 @@ class Environment(_Strict):
     scaling: ScalingPolicy = ScalingPolicy()
 
 
+class ChaosSettings(_Strict):
+    """The chaos drill's experiments folder (relative to the catalog file) and how much a drill may take away."""
+    experiments: str = Field(min_length=1, description="folder of experiment files, relative to the catalog")
+    blast_radius: BlastRadius = BlastRadius()
+
+
 class Catalog(_Strict):
     environments: dict[str, Environment]
+    chaos: ChaosSettings | None = None
     source: str = Field("", description="set by the loader: the file this catalog came from")
 
     @model_validator(mode="after")
@@ -215,6 +223,17 @@ class Catalog(_Strict):
             allowed = ", ".join(sorted(env.services)) or "(none)"
             raise TargetNotFound(f"unknown service {name!r} in environment {environment!r}; allowed: {allowed}")
         return env.services[name]
+
+    def blast_radius(self) -> BlastRadius:
+        """The most a chaos drill may take away (the catalog's, or the default caps)."""
+        return self.chaos.blast_radius if self.chaos else BlastRadius()
+
+    def experiments_folder(self) -> Path:
+        """The chaos drill's experiments folder; CatalogError when the catalog names none."""
+        if self.chaos is None:
+            raise CatalogError(f"catalog {self.source} has no `chaos: {{experiments: FOLDER}}`: name the folder of "
+                               "chaos experiment files (relative to the catalog)")
+        return (Path(self.source).parent / self.chaos.experiments).resolve()
 
     def deployment_target(self, environment: str, service: str) -> DeploymentTarget:
         """The catalog service as the object it names: cluster identity, namespace, Deployment."""

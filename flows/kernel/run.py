@@ -24,7 +24,7 @@ from plans.record import RunRecord, Step
 from plans.targets import Target
 from plans.trigger import AlertContext, Trigger
 from tasks.approval import raised, request_approval
-from tasks.catalog import AksCluster, Catalog, Environment, load_catalog
+from tasks.catalog import AksCluster, ApprovalPolicy, Catalog, Environment, load_catalog
 from tasks.errors import CatalogError, GuardRefused, PermanentError, RunbookError, VerificationFailed
 from tasks.guards import check_cooldown, check_freeze
 from tasks.journal import JournalEntry, journal
@@ -222,16 +222,18 @@ class Runbook:
             self.record.outcome = "dry-run"
         return plan.is_noop or self.dry_run
 
-    def approve(self) -> None:
-        """The approval gate: pause for the environment's policy; the answers are bound to the plan.
+    def approve(self, policy: ApprovalPolicy | None = None) -> None:
+        """The approval gate: pause for the environment's policy (or a stricter `policy` the runbook needs,
+        e.g. a production drill); the answers are bound to the plan.
 
         A plan that says why it needs more (`Plan.escalation`, e.g. a change beyond the environment's blast
         radius) raises the policy one level for this plan alone: auto -> one, one -> two, two stays two."""
         plan = self.record.plan
-        policy = self.environment.approval
+        base = policy or self.environment.approval
+        policy = base
         if plan.escalation:
-            policy = raised(policy)
-            self.record.note("approval", f"policy raised from {self.environment.approval.policy} to {policy.policy} "
+            policy = raised(base)
+            self.record.note("approval", f"policy raised from {base.policy} to {policy.policy} "
                                          f"for this plan: {plan.escalation}")
         self.record.approvals = request_approval(
             plan, policy=policy, requested_by=self.record.requested_by,

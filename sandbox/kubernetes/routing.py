@@ -30,7 +30,7 @@ def parse_resource_path(path: str) -> Target | None:
     if rest[0] == "namespaces" and len(rest) >= 3 and not (group == "" and len(rest) == 3 and rest[2] in ("status", "finalize")):
         namespace, rest = rest[1], rest[2:]
     plural, name, sub = rest[0], (rest[1] if len(rest) > 1 else None), (rest[2] if len(rest) > 2 else None)
-    if len(rest) > 3:
+    if len(rest) > 3 and sub != "proxy":       # services/NAME/proxy/PATH... carries the proxied path
         raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
     resource = lookup(group, version, plural)
     if resource is None:

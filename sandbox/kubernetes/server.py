@@ -20,6 +20,7 @@ from .controllers import ControllerManager
 from .eviction import install as install_pod_subresources
 from .ingress import IngressStandIn
 from .rbac import Authorizer
+from .service_proxy import install as install_service_proxy
 from .resources import RESOURCES, ResourceType
 from .store import Store, copy_of
 
@@ -62,6 +63,7 @@ class Sandbox(StandIn):
         self.controllers = ControllerManager(self)
         self.rbac = Authorizer(self.store)       # enforced for tokens from issue_token() only
         install_pod_subresources(self)          # pods/eviction and pods/log
+        install_service_proxy(self)             # services/proxy: a health URL reflecting ready pods
         self._pending_history: list[tuple[str, str, dict]] = []
         self.ingress = IngressStandIn(self)
         # Other ways in besides the static token: each takes a bearer token and says whether it is valid

@@ -81,16 +81,22 @@ def replicas(stack: Stack) -> int:
     return deployment["spec"]["replicas"]
 
 
-def test_a_run_cancelled_mid_change_is_undone(stack):
-    run_id = start_toy(stack, hold_seconds=60)
+def cancel_mid_change(stack: Stack, run_id: str, *, replicas_during: int) -> str:
+    """Cancel the run once its change is made; check it is undone (3 replicas again); return its report."""
     wait_for(lambda: "made" in journal(stack, run_id), 60, "the change to be made")
-    assert replicas(stack) == 5
+    assert replicas(stack) == replicas_during
     api(stack, "POST", f"/flow_runs/{run_id}/set_state", json={"state": {"type": "CANCELLING"}, "force": True})
     wait_for(lambda: state_of(stack, run_id).get("type") == "CANCELLED", 60, "the run to end Cancelled")
     assert replicas(stack) == 3
     assert journal(stack, run_id) == ["intended", "made", "undone"]
     found = wait_for(lambda: report(stack, run_id), 30, "the run's report")
-    assert found["metadata_"]["outcome"] == "cancelled" and "every change it made was undone" in found["data"]
+    assert found["metadata_"]["outcome"] == "cancelled"
+    return found["data"]
+
+
+def test_a_run_cancelled_mid_change_is_undone(stack):
+    report_text = cancel_mid_change(stack, start_toy(stack, hold_seconds=60), replicas_during=5)
+    assert "every change it made was undone" in report_text
 
 
 def test_a_run_waiting_at_its_gate_does_not_use_up_the_runner(stack):
@@ -174,3 +180,17 @@ def _healthy(stack: Stack) -> bool:
         return httpx.get(f"{stack.api_url}/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_chaos_drill_cancelled_mid_fault_still_restores(stack):
+    """The served chaos-drill run is cancelled while its fault is in place: the restore (the kernel's undo,
+    always run) scales the service back, and the run ends Cancelled."""
+    if stack.engine != "warm":
+        pytest.skip("cancellation is the kernel's, the same under both engines (test_a_run_cancelled_mid_change...)")
+    deployment = api(stack, "GET", "/deployments/name/chaos-drill/chaos-drill").json()
+    experiment = {"title": "one replica fewer", "service": "payments-api", "duration_seconds": 120,
+                  "fault": {"kind": "scale-down", "replicas": 2},
+                  "hypothesis": [{"kind": "ready-replicas", "at_least": 1}]}
+    run_id = api(stack, "POST", f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {
+        "environment": "staging", "requested_by": "pytest", "experiment": experiment}}).json()["id"]
+    assert "after undo: PASS service recovered" in cancel_mid_change(stack, run_id, replicas_during=2)
