@@ -16,9 +16,10 @@ from typing import Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from plans.targets import DeploymentTarget
+from plans.targets import DeploymentTarget, RepositoryTarget
 
 from .errors import CatalogError, TargetNotFound
+from .github.settings import GitHubConnection, ServiceGitHub, check_repository
 
 M = TypeVar("M", bound=BaseModel)
 EXAMPLE_CATALOG = Path(__file__).resolve().parent.parent / "catalog.yaml"
@@ -111,6 +112,14 @@ class Service(_Strict):
     health_url: str | None = None
     github_repo: str | None = None
     tier: Literal["critical", "standard"] = "standard"
+    github: ServiceGitHub | None = Field(None, description="CI workflows and rollback workflow (needs github_repo)")
+
+    @model_validator(mode="after")
+    def _github_needs_repo(self) -> "Service":
+        check_repository(self.github_repo)
+        if self.github is not None and not self.github_repo:
+            raise ValueError("github: (workflows) needs github_repo: owner/name")
+        return self
 
 
 class Environment(_Strict):
@@ -122,6 +131,7 @@ class Environment(_Strict):
     production: bool = False
     notifications: tuple[Notification, ...] = ()
     services: dict[str, Service] = {}
+    github: GitHubConnection = Field(default_factory=GitHubConnection, description="GitHub or GHES, credentials")
 
 
 class Catalog(_Strict):
@@ -165,6 +175,15 @@ class Catalog(_Strict):
         env, svc = self.environment(environment), self.service(environment, service)
         return DeploymentTarget(environment=environment, cluster=env.cluster.identity(), service=service,
                                 namespace=svc.namespace, deployment=svc.deployment)
+
+    def repository_target(self, environment: str, repository: str) -> tuple[RepositoryTarget, list[str]]:
+        """A repository some service of the environment names, and those services (their CI settings)."""
+        env = self.environment(environment)
+        services = sorted(name for name, svc in env.services.items() if svc.github_repo == repository)
+        if not services:
+            allowed = ", ".join(sorted({s.github_repo for s in env.services.values() if s.github_repo})) or "(none)"
+            raise TargetNotFound(f"repository {repository!r} is not in environment {environment!r}; allowed: {allowed}")
+        return RepositoryTarget(environment=environment, cluster=env.github.host, repository=repository), services
 
 
 def catalog_path(path: str | Path | None = None) -> Path:
