@@ -1,0 +1,52 @@
+"""A GitHub REST API stand-in (Actions, issues, deployments, check runs, apps) that real PyGithub talks to
+unchanged, as it talks to GitHub Enterprise Server: `Github(base_url=gh.base_url, auth=Auth.Token(token))`,
+with `base_url` the API root `http://127.0.0.1:PORT/api/v3`. Shaped after github/rest-api-description.
+
+Start it and seed it::
+
+    from sandbox.github import GitHubSandbox, GitHubConfig, Outcome, JobSpec, WorkflowInput
+
+    gh = GitHubSandbox(GitHubConfig(speed=100)).start()       # runs: queued 2 s, running 30 s (simulated)
+    gh.add_repo("acme/payments", branches=["release"], tags=["v1.2.0"])
+    gh.add_workflow("acme/payments", "ci.yml", name="CI", jobs=["build", JobSpec("test", steps=(...)),
+                    JobSpec("deploy", skipped=True)])
+    gh.add_workflow("acme/payments", "rollback.yml", run_name="Rollback ${{ inputs.correlation_id }}",
+                    inputs={"confirm": WorkflowInput(required=True), "correlation_id": {"required": True}})
+    token, url = gh.config.token, gh.base_url              # or gh.credentials().env(): RUNBOOKS_GITHUB_*
+    ...
+    gh.stop()                                              # also a context manager
+
+Choose how runs end (`Outcome`: conclusion success | failure | cancelled | timed_out | startup_failure (no jobs)
+| action_required (no jobs) | skipped | neutral; `job`/`step` where it failed, `log` the lines printed there):
+
+    gh.next_outcome("acme/payments", "ci.yml", conclusion="failure", job="test", log=["AssertionError: 1 != 2"])
+    gh.set_outcome("acme/payments", "ci.yml", Outcome(conclusion="failure", flaky=True))  # attempt 1 fails, re-runs pass
+    run = gh.add_run("acme/payments", "ci.yml", conclusion="timed_out", age=3600)   # a push an hour ago: completed
+    gh.add_run("acme/payments", "ci.yml", stuck=True, age=7200)        # queued for two hours, until cancelled
+    gh.add_run("acme/payments", "rollback.yml", hold=True)             # in_progress until gh.finish(run.id)
+    gh.begin(run_id); gh.finish(run_id); gh.run_status(run_id) -> (status, conclusion); gh.run(run_id).attempts
+
+A dispatch (`workflow.create_dispatch(ref, inputs)`) starts a run with the workflow's next outcome; `conclusion`
+is null until `status` is completed. `GitHubConfig.dispatch_delay` hides a dispatched run from run lists for a
+while (by id it is there at once), as GitHub's are.
+
+Issues and pull requests: `gh.add_issue(repo, title, body=, labels=)`, `gh.add_pull_request(repo, title)`,
+`gh.issues(repo)`; commit statuses: `gh.add_status(repo, sha, state, context)`; commits: `gh.add_commit(repo)`.
+
+A GitHub App: `app = gh.app()` (`app.id`, `app.installation_id`, `app.private_key` PEM) for
+`Auth.AppAuth(app.id, app.private_key).get_installation_auth(app.installation_id)`;
+`gh.auth.expire_tokens()` expires installation tokens; `gh.auth.add_token(token, login)` adds a user.
+
+Rate limits, faults and the request log::
+
+    gh.rate_limits.exhaust(reset_in=1.0, status=403)   # primary: 403/429, X-RateLimit-Remaining 0 until the reset
+    gh.rate_limits.secondary(retry_after=1, times=1)   # secondary: 429 with Retry-After
+    gh.faults.add(verb="create", path="*/issues", status=502, times=1)   # common faults (verb: get/list/create/...)
+    gh.requests.entries() / .writes()                  # every request; GET /_sandbox/requests over HTTP
+
+Job logs: `GET .../actions/jobs/{id}/logs` answers 302 to a signed `/_blobs/...` URL valid `log_url_seconds`
+(default 60), to fetch without the token (one sent with an Authorization header is refused)."""
+from .model import JobSpec, Outcome, WorkflowInput
+from .server import GitHubConfig, GitHubCredentials, GitHubSandbox
+
+__all__ = ["GitHubConfig", "GitHubCredentials", "GitHubSandbox", "JobSpec", "Outcome", "WorkflowInput"]
