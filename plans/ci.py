@@ -25,6 +25,7 @@ RUNNER_LOST = ("lost communication with the server", "runner has received a shut
 MAX_LINES = 12
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z ?")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_GENERIC = re.compile(r"^(Process completed with exit code \d+\.?|Error: Process completed with exit code \d+\.?)$")
 _VOLATILE = re.compile(r"\b[0-9a-f]{7,40}\b|\d+(\.\d+)?")
 
 Kind = Literal["infrastructure", "flaky", "failure", "rerun"]
@@ -126,7 +127,7 @@ def analyse_log(job: JobFacts, log: str) -> LogExcerpt:
 def signature(*, repository: str, workflow: str, job: str, step: str | None, lines: list[str]) -> str:
     """The same failure twice has the same signature: numbers, hashes and timestamps are masked, so a
     failure that prints a different duration or commit each time still maps to one issue."""
-    error = next((line for line in reversed(lines) if line.strip()), "")
+    error = next((line for line in reversed(lines) if line.strip() and not _GENERIC.match(line.strip())), "")
     text = "|".join([repository, workflow, job, step or "", _VOLATILE.sub("#", error)])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -161,3 +162,21 @@ def failure_of(repository: str, run: RunFacts, job: JobFacts | None, excerpt: Lo
                    kind=kind, reason=reason,
                    signature=signature(repository=repository, workflow=run.workflow_file, job=name,
                                        step=excerpt.step, lines=excerpt.lines))
+
+
+def after_rerun(failure: Failure, rerun: RunFacts) -> Failure:
+    """A flaky candidate once its re-run attempt is known: passed -> flaky. A failed re-run is inspected
+    again from the new attempt's jobs (its log may differ); one still running stays a candidate."""
+    if rerun.status == "completed" and rerun.conclusion == "success":
+        return failure.model_copy(update={"kind": "flaky", "reason": f"passed when its failed jobs were re-run "
+                                                                      f"(attempt {rerun.run_attempt})"})
+    return failure
+
+
+def merge_settings(settings: list, workflow: str) -> tuple[tuple[str, ...], bool, int]:
+    """(workflows, rerun allowed, stuck limit in minutes) for a repository several services may name: the
+    union of their CI workflows (or the one asked for), a re-run only when every one allows it, the
+    shortest stuck limit."""
+    workflows = (workflow,) if workflow else tuple(sorted({w for s in settings for w in s.ci_workflows}))
+    rerun = bool(settings) and all(s.rerun_flaky for s in settings)
+    return workflows, rerun, min((s.stuck_after_minutes for s in settings), default=30)

@@ -5,6 +5,7 @@ import importlib
 
 RUNBOOKS = {
     "emergency-rollback": "flows.rollback:emergency_rollback",
+    "ci-failure-triage": "flows.ci_triage:ci_failure_triage",
 }
 
 

@@ -131,7 +131,8 @@ class Environment(_Strict):
     production: bool = False
     notifications: tuple[Notification, ...] = ()
     services: dict[str, Service] = {}
-    github: GitHubConnection = Field(default_factory=GitHubConnection, description="GitHub or GHES, credentials")
+    github: GitHubConnection | None = Field(None, description="GitHub or GHES and its credentials; without it, "
+                                            "no runbook calls GitHub in this environment")
 
 
 class Catalog(_Strict):
@@ -183,6 +184,8 @@ class Catalog(_Strict):
         if not services:
             allowed = ", ".join(sorted({s.github_repo for s in env.services.values() if s.github_repo})) or "(none)"
             raise TargetNotFound(f"repository {repository!r} is not in environment {environment!r}; allowed: {allowed}")
+        if env.github is None:
+            raise CatalogError(f"environment {environment!r} has no github: connection (base_url, credentials)")
         return RepositoryTarget(environment=environment, cluster=env.github.host, repository=repository), services
 
 

@@ -75,6 +75,7 @@ class Runbook:
         self.undo = UndoStack(self)
         self._stack = ExitStack()
         self._kubernetes = None
+        self._github = None
 
     # -- entering and leaving ----------------------------------------------------------------------
 
@@ -129,11 +130,12 @@ class Runbook:
 
     # -- preflight ---------------------------------------------------------------------------------
 
-    def guard(self, target: Target) -> Target:
+    def guard(self, target: Target, *, cooldown: bool = True) -> Target:
         """Preflight guards on the object: freeze window, then (not for dry runs) the lock and cooldown.
 
         A dry run takes no lock (it changes nothing, so it must not wait for or block a change) and is not
-        refused by a freeze (the report notes it).
+        refused by a freeze (the report notes it). `cooldown=False`: a runbook whose changes do not call for
+        a pause before the next run (CI triage re-runs jobs and files issues).
         """
         self.record.target = target
         note = check_freeze(self.environment_name, self.environment, now=_now(),
@@ -143,7 +145,8 @@ class Runbook:
         if not self.dry_run:
             self._stack.enter_context(target_lock(target, wait_seconds=LOCK_WAIT_SECONDS, runbook=self.name,
                                                   run_id=self.run_id))
-            check_cooldown(target, cooldown_seconds=self.environment.cooldown_seconds, now=_now())
+            if cooldown:
+                check_cooldown(target, cooldown_seconds=self.environment.cooldown_seconds, now=_now())
         self.record.note("preflight", f"{target.resource} on {target.cluster} ({target.label})")
         return target
 
@@ -155,6 +158,16 @@ class Runbook:
             self._kubernetes = kubernetes_client(self.environment)
             self._stack.callback(self._kubernetes.close)
         return self._kubernetes
+
+    @property
+    def github(self):
+        """The environment's PyGithub client (github.com or GHES), built once per run from the catalog."""
+        if self._github is None:
+            from tasks.github.client import github_client
+            if self.environment.github is None:
+                raise CatalogError(f"environment {self.environment_name!r} has no github: connection in the catalog")
+            self._github = github_client(self.environment.github)
+        return self._github
 
     def before(self, state: dict[str, Any], summary: str) -> None:
         self.record.before = state

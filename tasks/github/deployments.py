@@ -28,6 +28,11 @@ def _find(gh: Github, repository: str, environment: str, marker: str) -> int | N
     return next((d["id"] for d in listed if marker in (d.get("description") or "")), None)
 
 
+def default_branch(gh: Github, repository: str) -> str:
+    """The repository's default branch (one GET): what a deploy without a named ref deploys from."""
+    return call(lambda: repo_of(gh, repository).default_branch)
+
+
 @task(name="record_deployment_status", cache_policy=NO_CACHE)   # retried inside, looking first
 def record_deployment_status(gh: Github, *, repository: str, environment: str, ref: str, state: State,
                              description: str, marker: str, log_url: str = "", dry_run: bool = False

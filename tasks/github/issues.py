@@ -6,7 +6,7 @@ and `comment_issue` are safe to retry (`create_once`): a retry looks for the mar
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 from github import Github
 from github.Issue import Issue
@@ -60,6 +60,34 @@ def _find(gh: Github, repository: str, label: str, mark: str, state: str) -> Iss
 def find_issue(gh: Github, *, repository: str, label: str, mark: str, state: str = "open") -> IssueRef | None:
     """The issue with `label` whose body carries `mark`, or None."""
     return call(_find, gh, repository, label, mark, state)
+
+
+class IssueText(BaseModel):
+    number: int
+    url: str
+    body: str
+    comments: list[str] = []
+
+
+@task(name="list_issue_texts", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
+def list_issue_texts(gh: Github, *, repository: str, label: str,
+                     with_comments: Callable[[str], bool] = lambda body: False) -> list[IssueText]:
+    """Open issues with `label` (pull requests left out), with the comments of those whose body
+    `with_comments` picks (one more request each; the others cost nothing more)."""
+    def fetch() -> list[IssueText]:
+        found = []
+        for issue in _issues(gh, repository, label, "open"):
+            raw = issue._rawData
+            if "pull_request" in raw:
+                continue
+            body = raw.get("body") or ""
+            comments = []
+            if with_comments(body) and raw.get("comments"):
+                listed = PaginatedList(IssueComment, gh.requester, f"{raw['url']}/comments", {"per_page": PER_PAGE})
+                comments = [c._rawData.get("body") or "" for c in listed]
+            found.append(IssueText(number=raw["number"], url=raw.get("html_url") or "", body=body, comments=comments))
+        return found
+    return call(fetch)
 
 
 @task(name="open_issue", cache_policy=NO_CACHE)        # retried inside, looking first: see create_once
