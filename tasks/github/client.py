@@ -4,6 +4,7 @@ Credentials, in order: the catalog's Secret block (`token_secret`, or the App's 
 the environment (GITHUB_TOKEN; GITHUB_APP_PRIVATE_KEY for an App). Never a flow parameter, never logged:
 each value is registered for redaction before anything can log it.
 
+Why `lazy=True`: an object named by the runbook (a repository) needs no GET to build the URLs under it.
 Why `retry=None`: PyGithub's default `GithubRetry` re-sends a POST after a 5xx (a second issue, a second
 dispatch), sleeps through rate limits without a cap, and logs outside the run's log. Every call goes through
 `tasks.calls.call` instead: the taxonomy decides what is transient, rate limits are waited out up to a cap,
@@ -60,7 +61,7 @@ def github_auth(connection: GitHubConnection, environ: Mapping[str, str] = os.en
 def github_client(connection: GitHubConnection, environ: Mapping[str, str] = os.environ) -> Github:
     """A PyGithub client for github.com or a GitHub Enterprise Server (`base_url`)."""
     auth = github_auth(connection, environ)
-    client = Github(auth=auth, base_url=connection.base_url, retry=None, per_page=PER_PAGE, timeout=TIMEOUT_SECONDS,
+    client = Github(auth=auth, base_url=connection.base_url, retry=None, lazy=True, per_page=PER_PAGE, timeout=TIMEOUT_SECONDS,
                     seconds_between_requests=None, seconds_between_writes=connection.seconds_between_writes or None)
     if isinstance(auth, Auth.AppInstallationAuth):
         register_secret(auth.token)     # the installation token, fetched now so it is masked before any log line

@@ -17,8 +17,17 @@ T = TypeVar("T")
 
 
 def repo_of(gh: Github, repository: str):
-    """The repository without a request: its URL is all the tasks need."""
-    return gh.get_repo(repository, lazy=True)
+    """The repository without a request: its URL is all the tasks need (the client is built `lazy`)."""
+    return gh.get_repo(repository)
+
+
+def get(gh: Github, url: str, etag: str | None = None) -> tuple[dict | None, str | None]:
+    """(JSON, ETag) of a GET; with `etag`, a conditional request: (None, etag) when unchanged (a 304, which
+    GitHub does not count against the rate limit)."""
+    headers, data = gh.requester.requestJsonAndCheck("GET", url, headers={"If-None-Match": etag} if etag else None)
+    if not data:                # 304 Not Modified: no body
+        return None, etag
+    return data, headers.get("etag")
 
 
 def post(gh: Github, url: str, body: dict | None = None) -> dict:

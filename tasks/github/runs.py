@@ -21,7 +21,7 @@ from plans.ci import JobFacts, RunFacts, StepFacts
 
 from ..calls import TASK_RETRIES, call, retry_if_transient
 from ..errors import ConflictError, RunbookError, TransientError
-from .rest import post, repo_of
+from .rest import get, post, repo_of
 
 MAX_LOG_BYTES = 2 << 20
 PER_PAGE = 100
@@ -43,9 +43,9 @@ def run_url(gh: Github, repository: str, run_id: int) -> str:
 
 
 
-def run_facts(run: WorkflowRun) -> RunFacts:
-    raw = run._rawData                       # what the server sent, without a completing GET
-    return RunFacts(id=run.id, name=raw.get("name") or "", display_title=raw.get("display_title") or "",
+def run_facts(run: WorkflowRun | dict) -> RunFacts:
+    raw = run if isinstance(run, dict) else run._rawData   # what the server sent, without a completing GET
+    return RunFacts(id=raw["id"], name=raw.get("name") or "", display_title=raw.get("display_title") or "",
                     workflow_id=raw.get("workflow_id") or 0, path=raw.get("path") or "",
                     head_branch=raw.get("head_branch"), head_sha=raw.get("head_sha") or "", event=raw.get("event") or "",
                     status=raw.get("status") or "", conclusion=raw.get("conclusion"),
@@ -85,7 +85,7 @@ def list_workflow_runs(gh: Github, *, repository: str, status: str | None = None
 
 @task(name="read_workflow_run", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
 def read_workflow_run(gh: Github, *, repository: str, run_id: int) -> RunFacts:
-    return call(lambda: run_facts(repo_of(gh, repository).get_workflow_run(run_id)))
+    return call(lambda: run_facts(get(gh, run_url(gh, repository, run_id))[0]))
 
 
 @task(name="list_run_jobs", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
@@ -157,13 +157,15 @@ def wait_for_run(gh: Github, *, repository: str, run_id: int, timeout_seconds: f
     """Poll the run until its attempt `min_attempt` (or later) completes, or the deadline passes (the run as
     last seen; the caller decides). GitHub has no watch, so each poll is a conditional request: an unchanged
     run answers 304, which costs no rate limit."""
-    run = call(lambda: repo_of(gh, repository).get_workflow_run(run_id))
+    url = run_url(gh, repository, run_id)
+    data, etag = call(get, gh, url)
     deadline = time.monotonic() + timeout_seconds
     while True:
-        facts = run_facts(run)
+        facts = run_facts(data)
         if facts.status == "completed" and facts.run_attempt >= min_attempt:
             return facts
         if time.monotonic() >= deadline:
             return facts
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-        call(run.update)
+        changed, etag = call(get, gh, url, etag)
+        data = changed or data
