@@ -7,10 +7,11 @@ from typing import Iterator
 import pytest
 from github import Github
 
-from sandbox.github import GitHubConfig, GitHubSandbox, JobSpec, WorkflowInput
+from sandbox.github import GitHubSandbox, JobSpec, WorkflowInput
 from tasks.github.client import github_client
 from tasks.github.settings import GitHubConnection
 
+from .sandbox.github_helpers import start_github as start_standin
 REPO = "acme/payments-api"
 STEPS = ("Set up job", "Run actions/checkout@v4", "Run make test", "Complete job")
 ROLLBACK_INPUTS = {"confirm": WorkflowInput(required=True, type="choice", options=["ROLLBACK PRODUCTION"]),
@@ -19,7 +20,7 @@ ROLLBACK_INPUTS = {"confirm": WorkflowInput(required=True, type="choice", option
 
 def start_github(**overrides) -> GitHubSandbox:
     """1000x simulated time: a run is queued 2 ms and runs 30 ms."""
-    gh = GitHubSandbox(GitHubConfig(**{"speed": 1000.0, **overrides})).start()
+    gh = start_standin(**overrides)
     gh.add_repo(REPO, branches=["release"], tags=["v1.4.0"])
     gh.add_workflow(REPO, "ci.yml", name="CI", jobs=["build", JobSpec("test", steps=STEPS)])
     gh.add_workflow(REPO, "payments-api-rollback.yml", name="Rollback", inputs=ROLLBACK_INPUTS,
@@ -38,15 +39,15 @@ def client_for(gh: GitHubSandbox, token: str | None = None) -> Github:
 @pytest.fixture
 def gh() -> Iterator[GitHubSandbox]:
     sandbox = start_github()
-    yield sandbox
-    sandbox.stop()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
 
 
 @pytest.fixture
-def github(gh: GitHubSandbox) -> Iterator[Github]:
-    client = client_for(gh)
-    yield client
-    client.close()
+def github(gh: GitHubSandbox) -> Github:
+    return client_for(gh)
 
 
 def requests_to(gh: GitHubSandbox, fragment: str) -> list:
