@@ -98,7 +98,7 @@ class _Gate:
         return list(self.approvals.values())
 
     def _what(self) -> str:
-        return f"{self.plan.runbook} on {self.plan.target.environment}/{self.plan.target.service}"
+        return f"{self.plan.runbook} on {self.plan.target.label}"
 
     def _emit(self, kind: str, message: str) -> None:
         self.logger.info(message)

@@ -25,7 +25,7 @@ from .rest import get, post, repo_of
 
 MAX_LOG_BYTES = 2 << 20
 PER_PAGE = 100
-POLL_SECONDS = 1.0
+POLL_SECONDS = (0.25, 1.5, 5.0)       # first wait, growth, longest: a quick first look, then patience
 
 
 class RunAction(BaseModel):
@@ -160,12 +160,14 @@ def wait_for_run(gh: Github, *, repository: str, run_id: int, timeout_seconds: f
     url = run_url(gh, repository, run_id)
     data, etag = call(get, gh, url)
     deadline = time.monotonic() + timeout_seconds
+    pause, growth, longest = POLL_SECONDS
     while True:
         facts = run_facts(data)
         if facts.status == "completed" and facts.run_attempt >= min_attempt:
             return facts
         if time.monotonic() >= deadline:
             return facts
-        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(longest, pause * growth)
         changed, etag = call(get, gh, url, etag)
         data = changed or data
