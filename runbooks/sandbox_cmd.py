@@ -1,4 +1,5 @@
-"""`runbooks sandbox`: run the local Kubernetes API stand-in (and the Azure one next to it) in the foreground."""
+"""`runbooks sandbox`: run the local Kubernetes API stand-in (and the Azure and GitHub ones next to it) in the
+foreground."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,7 @@ from sandbox.server import DEMO_MANIFESTS, Sandbox, SandboxConfig
 
 if TYPE_CHECKING:      # imported where used: every `runbooks` command imports this module
     from sandbox.azure.server import AzureSandbox
+    from sandbox.github.server import GitHubSandbox
 
 
 def add_sandbox_parser(commands: argparse._SubParsersAction) -> None:
@@ -31,6 +33,8 @@ def add_sandbox_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--empty", action="store_true", help="start with no seed state")
     parser.add_argument("--no-azure", action="store_true",
                         help="do not start the Azure stand-in (ARM for AKS + an Entra ID tenant) next to it")
+    parser.add_argument("--no-github", action="store_true",
+                        help="do not start the GitHub stand-in (REST API as on GitHub Enterprise Server) next to it")
     parser.set_defaults(func=run_sandbox)
 
 
@@ -50,34 +54,41 @@ def run_sandbox(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sandbox = Sandbox(config).start()
-    azure = None
+    azure = github = None
     try:
         if not args.no_azure:
             from sandbox.azure.local import start_next_to
             azure = start_next_to(sandbox, args.dir, speed=args.speed)
-        write_files(sandbox, args.dir, azure)
+        if not args.no_github:
+            from sandbox.github.local import start_local
+            github = start_local(args.dir, speed=args.speed, demo=not args.empty)
+        write_files(sandbox, args.dir, azure, github)
         print(f"sandbox: Kubernetes API at {sandbox.url}", flush=True)
         if azure is not None:
             print(f"sandbox: Azure Resource Manager and Entra ID at {azure.url} (AKS cluster "
                   f"{azure.config.resource_group}/{azure.config.cluster_name}; RUNBOOKS_AZURE_* in the env file)",
                   flush=True)
+        if github is not None:
+            print(f"sandbox: GitHub REST API at {github.base_url} (repositories "
+                  f"{', '.join(r.full_name for r in github.repos())}; RUNBOOKS_GITHUB_* in the env file)", flush=True)
         print(f"sandbox: export KUBECONFIG={(args.dir / 'kubeconfig').resolve()}   (or: source {args.dir / 'env'})",
               flush=True)
         print("sandbox: no cluster is configured, so runbooks run against this sandbox; Ctrl-C stops it",
               flush=True)
         stop.wait()
     finally:
-        stopping = threading.Thread(target=azure.stop) if azure is not None else None
-        if stopping is not None:
-            stopping.start()                           # both servers wind down at once
+        stopping = [threading.Thread(target=s.stop) for s in (azure, github) if s is not None]
+        for thread in stopping:
+            thread.start()                             # the servers wind down at once
         sandbox.stop()
-        if stopping is not None:
-            stopping.join()
+        for thread in stopping:
+            thread.join()
         print("sandbox: stopped", flush=True)
     return 0
 
 
-def write_files(sandbox: Sandbox, directory: Path, azure: "AzureSandbox | None" = None) -> None:
+def write_files(sandbox: Sandbox, directory: Path, azure: "AzureSandbox | None" = None,
+                github: "GitHubSandbox | None" = None) -> None:
     """kubeconfig and catalog first, env last: `env` existing means the sandbox is ready."""
     directory.mkdir(parents=True, exist_ok=True)
     env = directory / "env"
@@ -90,7 +101,10 @@ def write_files(sandbox: Sandbox, directory: Path, azure: "AzureSandbox | None" 
     if azure is not None:
         from sandbox.azure.local import env_lines
         lines += env_lines(azure, directory)
+    if github is not None:
+        from sandbox.github.local import env_lines as github_env_lines
+        lines += github_env_lines(github, directory)
     tmp = directory / ".env.tmp"
     tmp.write_text("\n".join(lines) + "\n")
-    tmp.chmod(0o600)                                   # it may hold the Azure stand-in's client secret
+    tmp.chmod(0o600)                                   # it may hold the Azure client secret and the GitHub token
     tmp.replace(env)

@@ -45,6 +45,7 @@ class StandIn:
     max_body = 3 * 1024 * 1024
     tls_common_name = "sandbox"                       # the serving certificate's CN
     ca_common_name = "sandbox-ca"
+    poll_interval = 0.2                               # how soon a stop is noticed (serve_forever's poll)
 
     def __init__(self, config: StandInConfig) -> None:
         self.config = config
@@ -66,7 +67,8 @@ class StandIn:
             self.ca = pki.generate_ca(self.ca_common_name)
             self._server.use_tls(pki.issue(self.ca, common_name=self.tls_common_name, dns_names=["localhost"],
                                            ip_addresses=["127.0.0.1"], duration=dt.timedelta(days=365)))
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": self.poll_interval},
                                         name=f"{self.logger_name}-http", daemon=True)
         self._thread.start()
 

@@ -42,7 +42,17 @@ Rate limits, faults and the request log::
     gh.rate_limits.exhaust(reset_in=1.0, status=403)   # primary: 403/429, X-RateLimit-Remaining 0 until the reset
     gh.rate_limits.secondary(retry_after=1, times=1)   # secondary: 429 with Retry-After
     gh.faults.add(verb="create", path="*/issues", status=502, times=1)   # common faults (verb: get/list/create/...)
+    gh.lost_answers.add(verb="create", path="*/issues", status=502, times=1)   # the issue IS created, the
+                                                       # client hears a 502 (and PyGithub's retry sends it again)
     gh.requests.entries() / .writes()                  # every request; GET /_sandbox/requests over HTTP
+
+Webhooks: `hook = gh.add_hook(repo, "http://127.0.0.1:PORT/path", secret=..., events=("workflow_run",))` (or
+PyGithub's `repo.create_hook`; loopback URLs only) gets a `ping`, then `workflow_run` events (`requested`,
+`in_progress`, `completed`) signed with `X-Hub-Signature-256`; `gh.deliveries(repo)`,
+`gh.redeliver(repo, hook.id, delivery.id)` (same `X-GitHub-Delivery` GUID, as GitHub's redelivery).
+
+Over HTTP (another process): `/_sandbox/github/{repos,workflows,outcomes,runs,runs/ID/begin,runs/ID/finish,hooks,
+rate-limit}`, see admin.py.
 
 Job logs: `GET .../actions/jobs/{id}/logs` answers 302 to a signed `/_blobs/...` URL valid `log_url_seconds`
 (default 60), to fetch without the token (one sent with an Authorization header is refused)."""

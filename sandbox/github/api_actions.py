@@ -234,6 +234,12 @@ def cancel_run(ctx: Ctx) -> Answer:
     return Answer(202, {})
 
 
+@route("POST", "/repos/{owner}/{repo}/actions/runs/{run}/force-cancel")
+def force_cancel_run(ctx: Ctx) -> Answer:
+    actions.cancel(_run(ctx), ctx.now)
+    return Answer(202, {})
+
+
 @route("POST", "/repos/{owner}/{repo}/actions/runs/{run}/rerun")
 def rerun(ctx: Ctx) -> Answer:
     actions.rerun(_run(ctx), ctx.gh.timing, ctx.now, failed_only=False)

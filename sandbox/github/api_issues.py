@@ -243,7 +243,13 @@ def pull(ctx: Ctx, repo: Repo, issue: Issue) -> dict:
     head, base = issue.pull["head"], issue.pull["base"]
     body.pop("pull_request", None)
     body.update({"url": url, "html_url": body["html_url"], "issue_url": f"{ctx.urls.repo(repo)}/issues/{issue.number}",
-                 "merged": False, "merged_at": None, "mergeable": True, "draft": False,
+                 "merged": False, "merged_at": None, "mergeable": True, "mergeable_state": "clean", "draft": False,
+                 "merge_commit_sha": None, "merged_by": None, "rebaseable": True, "maintainer_can_modify": False,
+                 "requested_reviewers": [], "requested_teams": [], "auto_merge": None,
+                 "commits_url": f"{url}/commits", "review_comments_url": f"{url}/comments",
+                 "review_comment_url": f"{ctx.urls.repo(repo)}/pulls/comments{{/number}}",
+                 "statuses_url": f"{ctx.urls.repo(repo)}/statuses/{repo.branches.get(head, '')}",
+                 "diff_url": f"{body['html_url']}.diff", "patch_url": f"{body['html_url']}.patch",
                  "head": {**ref, "label": f"{repo.owner}:{head}", "ref": head, "sha": repo.branches.get(head, "")},
                  "base": {**ref, "label": f"{repo.owner}:{base}", "ref": base, "sha": repo.branches.get(base, "")}})
     return body

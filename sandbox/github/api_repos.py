@@ -51,6 +51,27 @@ def get_branch(ctx: Ctx) -> Answer:
     return Answer(200, render.branch(ctx.urls, repo, ctx.params["branch"], sha))
 
 
+@route("GET", "/repos/{owner}/{repo}/tags")
+def list_tags(ctx: Ctx) -> Answer:
+    repo = ctx.repo
+    return page(ctx, [{"name": n, "commit": {"sha": s, "url": f"{ctx.urls.repo(repo)}/commits/{s}"},
+                       "zipball_url": f"{ctx.urls.repo(repo)}/zipball/refs/tags/{n}",
+                       "tarball_url": f"{ctx.urls.repo(repo)}/tarball/refs/tags/{n}",
+                       "node_id": render.node_id("Ref", len(n))} for n, s in sorted(repo.tags.items())])
+
+
+@route("GET", "/repos/{owner}/{repo}/git/ref/{kind}/{name}")
+def get_ref(ctx: Ctx) -> Answer:
+    repo, kind, name = ctx.repo, ctx.params["kind"], ctx.params["name"]
+    refs = {"heads": repo.branches, "tags": repo.tags}.get(kind, {})
+    if name not in refs:
+        raise not_found()
+    sha = refs[name]
+    return Answer(200, {"ref": f"refs/{kind}/{name}", "node_id": render.node_id("Ref", len(name)),
+                        "url": f"{ctx.urls.repo(repo)}/git/refs/{kind}/{name}",
+                        "object": {"type": "commit", "sha": sha, "url": f"{ctx.urls.repo(repo)}/git/commits/{sha}"}})
+
+
 def _sha(ctx: Ctx) -> str:
     sha = ctx.repo.resolve(ctx.params["ref"])
     if sha is None:
@@ -167,6 +188,7 @@ def create_deployment(ctx: Ctx) -> Answer:
     sha = repo.resolve(ref)
     if sha is None:
         raise invalid(f"No ref found for: {ref}")
+    _check_contexts(ctx, sha, ref, body.get("required_contexts"))
     environment = body.get("environment") or "production"
     deployment = Deployment(next_id(), sha, ref, body.get("task") or "deploy", body.get("payload") or {},
                             environment, body.get("description"), ctx.identity.login, ctx.now,
@@ -174,6 +196,28 @@ def create_deployment(ctx: Ctx) -> Answer:
                             bool(body.get("production_environment", environment == "production")))
     repo.deployments[deployment.id] = deployment
     return Answer(201, render.deployment(ctx.urls, repo, deployment))
+
+
+def _check_contexts(ctx: Ctx, sha: str, ref: str, required: object) -> None:
+    """GitHub verifies the commit's contexts (commit statuses and check runs) before it deploys: all of them when
+    `required_contexts` is left out, those named otherwise, none for `[]`. 409 when one has not succeeded."""
+    contexts: dict[str, str] = {}
+    for status in ctx.repo.statuses:
+        if status.sha == sha:
+            contexts[status.context] = status.state
+    for check in sorted(_check_runs(ctx, sha), key=lambda c: c["id"]):   # oldest first: the latest of a name wins
+        contexts[check["name"]] = check["conclusion"] or check["status"]
+    if required is None:
+        wanted = list(contexts)
+    elif isinstance(required, list) and all(isinstance(c, str) for c in required):
+        wanted = required
+    else:
+        raise invalid("Invalid request.\n\nFor 'properties/required_contexts', value is not an array.")
+    states = [{"context": name, "state": contexts.get(name, "pending")} for name in wanted]
+    if any(s["state"] not in ("success", "neutral", "skipped") for s in states):
+        raise GitHubError(409, f"Conflict: Commit status checks failed for {ref}.",
+                          errors=[{"resource": "Deployment", "field": "required_contexts", "code": "invalid",
+                                   "contexts": states}])
 
 
 @route("DELETE", "/repos/{owner}/{repo}/deployments/{deployment}")

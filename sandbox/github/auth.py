@@ -43,11 +43,16 @@ class App:
         "metadata": "read", "pull_requests": "read", "statuses": "read"})
 
 
-def new_app(slug: str, owner: str) -> App:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption()).decode()
-    return App(next_id() % 1_000_000, slug, pem, next_id() % 100_000_000, owner, public_key=key.public_key())
+def new_app(slug: str, owner: str, *, app_id: int | None = None, installation_id: int | None = None,
+            private_key: str | None = None) -> App:
+    """An app with a fresh RSA key, or the one given (PEM) so a restarted stand-in keeps its app."""
+    if private_key is None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                        serialization.NoEncryption()).decode()
+    public = serialization.load_pem_private_key(private_key.encode(), password=None).public_key()
+    return App(app_id or next_id() % 1_000_000, slug, private_key, installation_id or next_id() % 100_000_000, owner,
+               public_key=public)
 
 
 def bad_credentials() -> HttpError:

@@ -277,7 +277,7 @@ class Repo:
     labels: dict[str, Label] = field(default_factory=dict)      # by lower-case name
     deployments: dict[int, Deployment] = field(default_factory=dict)
     statuses: list[CommitStatus] = field(default_factory=list)
-    installation: int | None = None
+    hooks: dict[int, Any] = field(default_factory=dict)          # hooks.Hook by id
 
     @property
     def full_name(self) -> str:

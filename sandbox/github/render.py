@@ -46,13 +46,34 @@ def repository(urls: Urls, repo: Repo, *, full: bool = True) -> dict:
             "deployments_url": f"{url}/deployments", "statuses_url": f"{url}/statuses/{{sha}}",
             "commits_url": f"{url}/commits{{/sha}}", "branches_url": f"{url}/branches{{/branch}}",
             "labels_url": f"{url}/labels{{/name}}", "hooks_url": f"{url}/hooks"}
+    body.update({f"{name}_url": f"{url}/{path}" for name, path in _REPO_URLS.items()})
     if full:
         body.update({"default_branch": repo.default_branch, "visibility": "private" if repo.private else "public",
                      "created_at": iso(repo.created), "updated_at": iso(repo.created),
                      "pushed_at": iso(repo.created), "archived": False, "disabled": False, "has_issues": True,
                      "open_issues_count": sum(1 for i in repo.issues.values() if i.state == "open"),
-                     "permissions": {"admin": True, "maintain": True, "push": True, "triage": True, "pull": True}})
+                     "permissions": {"admin": True, "maintain": True, "push": True, "triage": True, "pull": True},
+                     "clone_url": f"{urls.repo_web(repo)}.git", "git_url": f"git://{urls.web.split('://')[1]}/"
+                     f"{repo.full_name}.git", "ssh_url": f"git@{urls.web.split('://')[1]}:{repo.full_name}.git",
+                     "svn_url": urls.repo_web(repo), "homepage": None, "language": None, "size": 0,
+                     "forks_count": 0, "forks": 0, "stargazers_count": 0, "watchers_count": 0, "watchers": 0,
+                     "open_issues": sum(1 for i in repo.issues.values() if i.state == "open"),
+                     "has_projects": False, "has_wiki": False, "has_pages": False, "has_downloads": True,
+                     "has_discussions": False, "is_template": False, "topics": [], "mirror_url": None,
+                     "license": None, "allow_forking": False, "web_commit_signoff_required": False})
     return body
+
+
+_REPO_URLS = {"archive": "{archive_format}{/ref}", "assignees": "assignees{/user}", "blobs": "git/blobs{/sha}",
+              "collaborators": "collaborators{/collaborator}", "comments": "comments{/number}",
+              "compare": "compare/{base}...{head}", "contents": "contents/{+path}", "contributors": "contributors",
+              "downloads": "downloads", "events": "events", "forks": "forks", "git_commits": "git/commits{/sha}",
+              "git_refs": "git/refs{/sha}", "git_tags": "git/tags{/sha}", "issue_comment": "issues/comments{/number}",
+              "issue_events": "issues/events{/number}", "keys": "keys{/key_id}", "languages": "languages",
+              "merges": "merges", "milestones": "milestones{/number}", "releases": "releases{/id}",
+              "stargazers": "stargazers", "subscribers": "subscribers", "subscription": "subscription",
+              "tags": "tags", "teams": "teams", "trees": "git/trees{/sha}",
+              "notifications": "notifications{?since,all,participating}"}
 
 
 def workflow(urls: Urls, repo: Repo, wf: Workflow) -> dict:
@@ -159,7 +180,8 @@ def issue(urls: Urls, repo: Repo, i: Issue) -> dict:
             "assignees": [user(urls, a) for a in i.assignees], "milestone": None, "locked": False,
             "active_lock_reason": None, "comments": len(i.comments), "closed_at": iso(i.closed),
             "created_at": iso(i.created), "updated_at": iso(i.updated), "closed_by": None,
-            "author_association": "OWNER"}
+            "author_association": "OWNER", "timeline_url": f"{url}/timeline", "performed_via_github_app": None,
+            "reactions": _reactions(f"{url}/reactions")}
     if i.pull:
         pulls = f"{urls.repo(repo)}/pulls/{i.number}"
         web = f"{urls.repo_web(repo)}/pull/{i.number}"
@@ -174,7 +196,14 @@ def comment(urls: Urls, repo: Repo, c: Comment) -> dict:
             "url": f"{urls.repo(repo)}/issues/comments/{c.id}",
             "html_url": f"{urls.repo_web(repo)}/issues/{c.number}#issuecomment-{c.id}", "body": c.body,
             "user": user(urls, c.user), "created_at": iso(c.created), "updated_at": iso(c.updated),
-            "issue_url": f"{urls.repo(repo)}/issues/{c.number}", "author_association": "OWNER"}
+            "issue_url": f"{urls.repo(repo)}/issues/{c.number}", "author_association": "OWNER",
+            "performed_via_github_app": None,
+            "reactions": _reactions(f"{urls.repo(repo)}/issues/comments/{c.id}/reactions")}
+
+
+def _reactions(url: str) -> dict:
+    return {"url": url, "total_count": 0, "+1": 0, "-1": 0, "laugh": 0, "hooray": 0, "confused": 0, "heart": 0,
+            "rocket": 0, "eyes": 0}
 
 
 def deployment(urls: Urls, repo: Repo, d: Deployment) -> dict:

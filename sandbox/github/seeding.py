@@ -3,16 +3,15 @@ choose how runs turn out, and steer runs that are stuck or held. Every method ta
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterable
 
-from . import actions
+from . import actions, hooks, render
 from .model import (Commit, CommitStatus, Issue, JobSpec, Outcome, Repo, Run, Workflow, WorkflowInput, fake_sha,
                     next_id)
 
 if TYPE_CHECKING:
-    import threading
-
     from .auth import Auth
     from .server import GitHubConfig
 
@@ -25,6 +24,8 @@ class Seeding:
     timing: actions.Timing
     auth: "Auth"
     _repos: dict[str, Repo]
+    watcher: hooks.Watcher
+    urls: render.Urls
 
     def repo(self, full_name: str) -> Repo | None: ...   # provided by GitHubSandbox
 
@@ -211,3 +212,77 @@ class Seeding:
         with self.lock:
             repo = self._need(full_name)
             repo.statuses.append(CommitStatus(next_id(), sha, state, context, None, None, "octocat", time.time()))
+
+    # -- webhooks --------------------------------------------------------------------------------------
+
+    def add_hook(self, full_name: str, url: str, *, secret: str | None = None,
+                 events: Iterable[str] = ("workflow_run",), active: bool = True) -> hooks.Hook:
+        """A repository webhook on a loopback URL. GitHub pings it at once (event `ping`); then each run's
+        `requested`, `in_progress` and `completed` are delivered as `workflow_run` events."""
+        if not hooks.loopback_url(url):
+            raise ValueError(f"webhooks go to loopback URLs only, not {url!r}")
+        with self.lock:
+            repo = self._need(full_name)
+            hook = hooks.Hook(next_id(), url, secret, tuple(events), active)
+            repo.hooks[hook.id] = hook
+            for run in repo.runs.values():                # history is not announced, only what happens next
+                self.watcher.seen(run, run.latest.status(time.time()))
+            ping = hooks.new_delivery("ping", None, {"zen": "Keep it logically awesome.", "hook_id": hook.id,
+                                                    "hook": {"type": "Repository", "id": hook.id, "events": list(events),
+                                                             "active": active},
+                                                    "repository": render.repository(self.urls, repo),
+                                                    "sender": render.user(self.urls, self.config.login)})
+            hook.deliveries.append(ping)
+        self._send(hook, ping, repo.id, wait=False)
+        return hook
+
+    def deliveries(self, full_name: str, hook_id: int | None = None) -> list[hooks.Delivery]:
+        """Every delivery to the repository's hooks (or one hook), oldest first."""
+        with self.lock:
+            repo = self._need(full_name)
+            chosen = [h for h in repo.hooks.values() if hook_id is None or h.id == hook_id]
+            return sorted((d for h in chosen for d in h.deliveries), key=lambda d: d.id)
+
+    def redeliver(self, full_name: str, hook_id: int, delivery_id: int, *, wait: bool = True) -> hooks.Delivery:
+        """Send a delivery again, as GitHub's "Redeliver" does: the same GUID and body, `redelivery: true`."""
+        with self.lock:
+            repo = self._need(full_name)
+            hook = repo.hooks[hook_id]
+            original = next(d for d in hook.deliveries if d.id == delivery_id)
+            again = hooks.Delivery(next_id(), original.guid, original.event, original.action, original.body,
+                                   redelivery=True)
+            hook.deliveries.append(again)
+        self._send(hook, again, repo.id, wait=wait)
+        return again
+
+    def _announce(self, repo: Repo, run: Run, action: str) -> None:
+        """Deliver a `workflow_run` event to the repository's hooks that want it (the watcher calls this)."""
+        with self.lock:
+            wanting = [h for h in repo.hooks.values() if h.wants("workflow_run")]
+            if not wanting:
+                return
+            now = time.time()
+            payload = {"action": action, "workflow_run": render.run(self.urls, repo, run, run.latest, now),
+                       "workflow": render.workflow(self.urls, repo, run.workflow),
+                       "repository": render.repository(self.urls, repo),
+                       "sender": render.user(self.urls, run.actor)}
+            sends = []
+            for hook in wanting:
+                delivery = hooks.new_delivery("workflow_run", action, payload)
+                hook.deliveries.append(delivery)
+                sends.append((hook, delivery))
+        for hook, delivery in sends:
+            self._send(hook, delivery, repo.id, wait=True)
+
+    def _send(self, hook: hooks.Hook, delivery: hooks.Delivery, repo_id: int, *, wait: bool) -> None:
+        if wait:
+            hooks.post(hook, delivery, repo_id)
+        else:
+            threading.Thread(target=hooks.post, args=(hook, delivery, repo_id), daemon=True).start()
+
+    def _hooked_runs(self) -> list[tuple[Repo, Run, str]]:
+        """(repo, run, status now) for every run of a repository with hooks (the watcher's look)."""
+        now = time.time()
+        with self.lock:
+            return [(repo, run, run.latest.status(now)) for repo in self._repos.values() if repo.hooks
+                    for run in repo.runs.values() if self.visible(run, now)]

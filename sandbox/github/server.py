@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..common.errors import HttpError
-from ..common.faults import Fault
+from ..common.faults import Fault, Faults
 from ..common.http import Handler, Request
 from ..common.standin import StandIn, StandInConfig
 from . import actions, api, api_actions, api_apps, api_issues, api_repos  # noqa: F401  (routes register on import)
+from . import admin as github_admin
+from . import api_hooks  # noqa: F401
+from .hooks import Watcher
 from .api import Answer, Ctx, GitHubError
 from .auth import App, Auth, Identity, new_app, new_token
 from .blobs import PREFIX as BLOBS, Blobs
@@ -42,6 +45,9 @@ class GitHubConfig(StandInConfig):
     log_url_seconds: float = 60.0          # how long a signed log URL stays valid
     rate_limit: int = 5000                 # requests per hour per identity
     dispatch_delay: float = 0.0            # simulated seconds before a dispatched run shows in run lists
+    app_id: int | None = None              # the GitHub App's identity, kept across restarts (local.py); else
+    installation_id: int | None = None     # made up on first use of app()
+    app_private_key: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,6 +71,7 @@ class GitHubSandbox(Seeding, StandIn):
     logger_name = "sandbox.github"
     tls_common_name = "github-sandbox"
     ca_common_name = "github-sandbox-ca"
+    poll_interval = 0.02          # a test starts and stops one per test: stop at once
 
     def __init__(self, config: GitHubConfig | None = None) -> None:
         self.config: GitHubConfig = config or GitHubConfig()
@@ -77,11 +84,15 @@ class GitHubSandbox(Seeding, StandIn):
         self.blobs = Blobs(lambda: self.url, self.config.log_url_seconds)
         self._repos: dict[str, Repo] = {}
         self._app: App | None = None
+        self.watcher = Watcher(self._hooked_runs, self._announce, self.stopping)
+        # Faults that strike after the request took effect: GitHub did the write, the answer is a 5xx.
+        self.lost_answers = Faults(self.config.seed)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> "GitHubSandbox":
         self.start_server()
+        self.watcher.start()
         return self
 
     def stop(self) -> None:
@@ -110,7 +121,9 @@ class GitHubSandbox(Seeding, StandIn):
         `private_key` (PEM) are what `github.Auth.AppAuth` and `.get_installation_auth` take."""
         with self.lock:
             if self._app is None:
-                self._app = new_app("runbooks-app", self.config.owner)
+                c = self.config
+                self._app = new_app("runbooks-app", c.owner, app_id=c.app_id, installation_id=c.installation_id,
+                                    private_key=c.app_private_key)
                 self.auth.add_app(self._app)
             return self._app
 
@@ -147,6 +160,9 @@ class GitHubSandbox(Seeding, StandIn):
         answer = self._conditional(request, answer)
         if counted and answer.status != 304:
             self.rate_limits.consume(identity.key)
+        lost = self.lost_answers.pick(self.verb(request), request.path)
+        if lost is not None:           # done, but the client hears an error (and may well send it again)
+            raise self.fault_error(lost)
         if answer.raw is not None or answer.body is None:
             return responder.send_bytes(answer.status, answer.raw or b"", answer.content_type, answer.headers)
         return responder.send_json(answer.status, answer.body, answer.headers)
@@ -198,6 +214,10 @@ class GitHubSandbox(Seeding, StandIn):
         return {**limits, "X-GitHub-Request-Id": request_id(), "X-GitHub-Media-Type": "github.v3; format=json",
                 "X-GitHub-Api-Version-Selected": "2022-11-28", "Vary": "Accept, Authorization, Cookie",
                 "X-Content-Type-Options": "nosniff"}
+
+    def admin(self, request: Request) -> tuple[int, Any] | None:
+        """`/_sandbox/github/...`: seeding and steering over HTTP (see admin.py)."""
+        return github_admin.handle(self, request)
 
     def encode(self, body: Any) -> bytes:
         return json.dumps(body, separators=(",", ":")).encode()

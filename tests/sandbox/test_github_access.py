@@ -120,3 +120,10 @@ def test_injected_server_errors_are_github_shaped_and_retried(gh):
     with pytest.raises(GithubException) as raised:
         client(gh, retry=None).get_repo(REPO)
     assert raised.value.status == 503 and raised.value.data["message"] == "Service Unavailable"
+
+
+def test_a_lost_answer_after_a_write_makes_pygithubs_retry_create_a_second_issue(gh):
+    gh.lost_answers.add(verb="create", path="*/issues", status=502, times=1)
+    client(gh, retry=quick_retry()).get_repo(REPO).create_issue("incident INC-7")
+    assert [e.status for e in gh.requests.writes()] == [502, 201]
+    assert [i.title for i in gh.issues(REPO)] == ["incident INC-7", "incident INC-7"]   # why callers dedupe

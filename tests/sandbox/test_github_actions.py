@@ -200,3 +200,14 @@ def test_actions_report_through_check_runs_so_the_combined_status_is_pending_wit
                       "test": ("completed", "failure", "github-actions")}
     gh.add_status(REPO, commit.sha, "success", "external/scan")
     assert commit.get_combined_status().state == "success"
+
+
+def test_a_dispatched_run_reaches_run_lists_only_after_a_delay_but_is_there_by_id_at_once(gh, github):
+    gh.config.dispatch_delay = 3600.0                 # simulated: 3.6 s at 1000x
+    gh.add_workflow(REPO, "ci.yml")
+    repo = github.get_repo(REPO)
+    run = repo.get_workflow("ci.yml").create_dispatch("main", return_run_details=True)
+    assert repo.get_workflow_runs().totalCount == 0
+    assert repo.get_workflow_run(run.id).event == "workflow_dispatch"
+    gh.run(run.id).visible_after = 0.0                # time passes
+    assert [r.id for r in repo.get_workflow_runs()] == [run.id]

@@ -65,6 +65,19 @@ def test_deployments_and_their_statuses(gh, github):
     assert raised.value.status == 422
 
 
+def test_a_deployment_of_a_commit_whose_checks_failed_is_a_409_unless_no_contexts_are_required(gh, github):
+    gh.add_workflow(REPO, "ci.yml")
+    gh.add_run(REPO, "ci.yml", conclusion="failure", job="test", age=60)
+    repo = github.get_repo(REPO)
+    with pytest.raises(GithubException) as raised:
+        repo.create_deployment("main", environment="production")
+    assert raised.value.status == 409 and raised.value.data["message"] == "Conflict: Commit status checks failed for main."
+    assert raised.value.data["errors"][0]["contexts"] == [{"context": "build", "state": "success"},
+                                                          {"context": "test", "state": "failure"}]
+    assert repo.create_deployment("main", environment="production", required_contexts=["build"]).ref == "main"
+    assert repo.get_deployments().totalCount == 1
+
+
 def test_repository_comments_are_not_mistaken_for_an_issue_number(gh, github):
     issue = gh.add_issue(REPO, "flaky test")
     github.get_repo(REPO).get_issue(issue.number).create_comment("seen again")
