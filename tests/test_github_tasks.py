@@ -44,6 +44,7 @@ def test_a_failed_job_its_log_fetched_without_the_token_and_a_rerun_of_its_faile
 
 def test_waiting_for_a_run_polls_with_conditional_requests_that_cost_no_rate_limit(gh, github):
     held = gh.add_run(REPO, "ci.yml", hold=True)
+    gh.begin(held.id)                                       # in_progress now, and unchanged from here on
     seen = runs.wait_for_run.fn(github, repository=REPO, run_id=held.id, timeout_seconds=2.2)
     assert seen.status == "in_progress"                     # the deadline passed: the run as last seen
     polls = [e.status for e in gh.requests.entries() if e.path.endswith(f"/actions/runs/{held.id}")]
