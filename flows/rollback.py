@@ -25,7 +25,9 @@ every pod is Ready and runs the restored images, and the health URL answers 2xx 
 Rollback: none by design: undoing a rollback would roll forward to the release it replaced. If
 verification fails the run fails, and its report says what state the service is in and what to do next.
 Post-incident: the run report (trigger, requester, approvals, plan, changes, before/after, evidence,
-timeline) is a Prefect artifact; the environment's channels are told of gates, escalations and outcomes.
+timeline) is a Prefect artifact; the environment's channels are told of gates, escalations and outcomes;
+where the service has a GitHub repository, its incident issue (one per incident) gets the report and the
+rollback is recorded as a deployment status.
 """
 from __future__ import annotations
 
