@@ -137,7 +137,7 @@ def _github(exc: BaseException) -> RunbookError | None:
     remaining = str(_header(headers, "x-ratelimit-remaining") or "")
     if isinstance(exc, RateLimitExceededException) or (exc.status in (403, 429) and (
             remaining == "0" or _header(headers, "retry-after") is not None)):
-        wait = _retry_after(headers)
+        wait = _seconds(_header(headers, "retry-after"))           # uncapped here: the cap is decided below
         if wait is None and _header(headers, "x-ratelimit-reset"):
             wait = max(0.0, float(_header(headers, "x-ratelimit-reset")) - time.time() + 1)  # +1: reset within its second
         if wait is not None and wait > MAX_RETRY_AFTER:
@@ -181,9 +181,13 @@ def _header(headers: Any, name: str) -> Any:
 
 
 def _retry_after(headers: Any) -> float | None:
-    value = _header(headers, "retry-after")
+    seconds = _seconds(_header(headers, "retry-after"))
+    return min(MAX_RETRY_AFTER, seconds) if seconds is not None else None
+
+
+def _seconds(value: Any) -> float | None:
     try:
-        return min(MAX_RETRY_AFTER, float(value)) if value is not None else None
+        return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
 

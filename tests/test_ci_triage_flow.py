@@ -2,6 +2,8 @@
 with failed, flaky and stuck runs; what the runbook did is read back from the stand-in's state and request log."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import yaml
 
@@ -18,12 +20,15 @@ FAILING = ["collected 212 items", "FAILED tests/test_refund.py::test_partial", "
 APPROVAL = {"production": {"policy": "one", "timeout_seconds": 60}, "staging": {"policy": "auto"}}
 
 
-def write_catalog(gh: GitHubSandbox, path, environment: str = "staging", *, rerun: bool = True) -> str:
-    """One environment whose payments-api names the stand-in's repository and its CI settings."""
+def write_catalog(gh: GitHubSandbox, path, environment: str = "staging", *, rerun: bool = True,
+                  token_secret: str | None = None) -> str:
+    """One environment whose payments-api names the stand-in's repository and its CI settings; the token from
+    GITHUB_TOKEN, or from the Prefect Secret block `token_secret`."""
     service = {"namespace": "payments", "deployment": "payments-api", "github_repo": REPO,
                "github": {"ci_workflows": ["ci.yml"], "rerun_flaky": rerun, "stuck_after_minutes": 30}}
     env = {"cluster": {"kind": "in-cluster"}, "approval": APPROVAL[environment], "cooldown_seconds": 0,
-           "github": connection(gh).model_dump(exclude_none=True), "services": {"payments-api": service}}
+           "github": {**connection(gh).model_dump(exclude_none=True), "token_secret": token_secret},
+           "services": {"payments-api": service}}
     path.write_text(yaml.safe_dump({"environments": {environment: env}}))
     return str(path)
 
@@ -83,7 +88,12 @@ def test_stuck_run_is_cancelled_and_dispatched_again_after_approval(gh, catalog)
     assert any(f"dispatched again as run {fresh[0].id}" in line for line in record.evidence)
 
 
-def test_dry_run_and_bad_input_write_nothing(gh, catalog):
+def test_dry_run_and_bad_input_write_nothing(gh, catalog, monkeypatch):
+    from prefect.blocks.system import Secret
+    name = f"github-token-{uuid.uuid4().hex[:8]}"
+    Secret(value=gh.config.token).save(name)
+    monkeypatch.delenv("GITHUB_TOKEN")
+    catalog(token_secret=name)                                                # the token from a Secret block
     gh.add_run(REPO, "ci.yml", conclusion="failure", job="test", log=FAILING, age=120)
     gh.add_run(REPO, "ci.yml", stuck=True, age=2 * 3600)
     record = triage(dry_run=True)

@@ -12,6 +12,7 @@ import pytest
 from flows.rollback import emergency_rollback
 from sandbox.catalog import DEMO_SERVICES
 from sandbox.github import GitHubSandbox
+from plans.trigger import AlertContext
 from tasks.errors import GuardRefused, TargetNotFound, VerificationFailed
 from tests.runbook_helpers import apps_api, release, wait_healthy, write_catalog
 
@@ -96,14 +97,19 @@ def test_a_failing_rollback_workflow_fails_the_runbook_with_the_run_url_and_fail
     assert "step Run make test" in str(failed.value) and "has no deployed releases" in str(failed.value)
 
 
-def test_a_second_rollback_while_one_runs_is_refused_before_any_write(estate, gh):
+def test_a_second_rollback_while_one_runs_is_refused_and_the_incident_issue_has_both_reports(estate, gh):
     running = gh.add_run(REPO, WORKFLOW, event="workflow_dispatch", hold=True,
                          inputs={"confirm": "ROLLBACK PRODUCTION", "reason": "first", "correlation_id": "first"})
     gh.begin(running.id)
-    with pytest.raises(GuardRefused, match=f"is in_progress .*/actions/runs/{running.id}"):
-        rollback()
-    assert not [e for e in gh.requests.writes() if "/dispatches" in e.path]
-    assert image_of(estate) == BAD
+    alert = AlertContext(source="alertmanager", name="KubePodCrashLooping", fingerprint="f00d", severity="warning")
+    gh.faults.add(verb="create", path="*/issues", status=502, times=1)       # the issue's POST is retried
+    for _ in range(2):                                                       # the alert fires twice
+        with pytest.raises(GuardRefused, match=f"is in_progress .*/actions/runs/{running.id}"):
+            rollback(alert=alert)
+    assert not [e for e in gh.requests.writes() if "/dispatches" in e.path] and image_of(estate) == BAD
+    [incident] = [i for i in gh.issues(REPO) if any(label.name == "incident" for label in i.labels)]
+    assert "(KubePodCrashLooping)" in incident.title and "refused" in incident.body
+    assert len(incident.comments) == 1 and "refused" in incident.comments[0].body   # one issue per incident
 
 
 def test_dry_run_and_bad_input_make_no_write(estate, gh):
