@@ -26,7 +26,7 @@ MAX_LINES = 12
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z ?")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _GENERIC = re.compile(r"^(Process completed with exit code \d+\.?|Error: Process completed with exit code \d+\.?)$")
-_VOLATILE = re.compile(r"\b[0-9a-f]{7,40}\b|\d+(\.\d+)?")
+_VOLATILE = re.compile(r"\b[0-9a-f]{7,40}\b|(?<![A-Za-z_])\d+(\.\d+)?")   # not the digits in test_case_2
 
 Kind = Literal["infrastructure", "flaky", "failure", "rerun"]
 

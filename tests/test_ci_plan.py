@@ -81,7 +81,10 @@ def test_signature_ignores_numbers_and_hashes_but_not_the_error():
     one = signature(**base, lines=["AssertionError: expected 200, got 500 after 3.2s", "Process completed with exit code 1."])
     two = signature(**base, lines=["AssertionError: expected 200, got 500 after 9.9s", "Process completed with exit code 2."])
     other = signature(**base, lines=["KeyError: 'refund'", "Process completed with exit code 1."])
-    assert one == two != other
+    case_2 = signature(**base, lines=["AssertionError in test_case_2: 7 != 0"])
+    case_3 = signature(**base, lines=["AssertionError in test_case_3: 7 != 0"])
+    assert one == two != other and case_2 != case_3 and case_2 == signature(**base, lines=[
+        "AssertionError in test_case_2: 12 != 0"])
 
 
 def test_stuck_runs_are_queued_past_the_limit_only():
