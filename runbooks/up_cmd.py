@@ -314,7 +314,7 @@ def print_summary(args: argparse.Namespace, env: dict[str, str], directory: Path
     if sandbox:
         lines.append(f"  sandbox cluster: {sandbox}   (source {directory / 'sandbox' / 'env'} for kubectl)")
     if sandbox and env.get("RUNBOOKS_GITHUB_URL"):
-        lines.append(f"  sandbox GitHub:  {env['RUNBOOKS_GITHUB_URL']}   (token in RUNBOOKS_GITHUB_TOKEN, same env file)")
+        lines.append(f"  sandbox GitHub:  {env['RUNBOOKS_GITHUB_URL']}   (RUNBOOKS_GITHUB_TOKEN in the same env file)")
     fallback = _fast_path_warning(directory)
     if fallback:
         lines += ["", f"WARNING: {fallback}"]

@@ -1,6 +1,8 @@
 """A GitHub REST API stand-in (Actions, issues, deployments, check runs, apps) that real PyGithub talks to
 unchanged, as it talks to GitHub Enterprise Server: `Github(base_url=gh.base_url, auth=Auth.Token(token))`,
 with `base_url` the API root `http://127.0.0.1:PORT/api/v3`. Shaped after github/rest-api-description.
+In tests also pass `seconds_between_requests=None, seconds_between_writes=None`: PyGithub otherwise sleeps
+0.25 s before each request and 1 s before each write.
 
 Start it and seed it::
 
@@ -17,21 +19,27 @@ Start it and seed it::
     gh.stop()                                              # also a context manager
 
 Choose how runs end (`Outcome`: conclusion success | failure | cancelled | timed_out | startup_failure (no jobs)
-| action_required (no jobs) | skipped | neutral; `job`/`step` where it failed, `log` the lines printed there):
+| action_required (no jobs) | skipped | neutral; `job`/`step` where it failed, `log` the lines printed there,
+`error` the closing `##[error]` line instead of "Process completed with exit code 1."):
 
     gh.next_outcome("acme/payments", "ci.yml", conclusion="failure", job="test", log=["AssertionError: 1 != 2"])
-    gh.set_outcome("acme/payments", "ci.yml", Outcome(conclusion="failure", flaky=True))  # attempt 1 fails, re-runs pass
+    gh.set_outcome("acme/payments", "ci.yml", Outcome(conclusion="failure", flaky=True))  # fails once, re-runs pass
     run = gh.add_run("acme/payments", "ci.yml", conclusion="timed_out", age=3600)   # a push an hour ago: completed
     gh.add_run("acme/payments", "ci.yml", stuck=True, age=7200)        # queued for two hours, until cancelled
-    gh.add_run("acme/payments", "rollback.yml", hold=True)             # in_progress until gh.finish(run.id)
-    gh.begin(run_id); gh.finish(run_id); gh.run_status(run_id) -> (status, conclusion); gh.run(run_id).attempts
+    gh.add_run("acme/payments", "rollback.yml", hold=True, step="Run ./rollout")   # in_progress, hanging in
+                                                       # that step (the steps before it done), until gh.finish
+    gh.begin(run_id)    # a stuck run starts (then runs its course, or stays in progress if held)
+    gh.finish(run_id)   # a held, stuck or running run completes now, with its outcome's conclusion
+    gh.run_status(run_id) -> (status, conclusion); gh.run(run_id).attempts; gh.runs(repo, workflow=None)
 
 A dispatch (`workflow.create_dispatch(ref, inputs)`) starts a run with the workflow's next outcome; `conclusion`
 is null until `status` is completed. `GitHubConfig.dispatch_delay` hides a dispatched run from run lists for a
 while (by id it is there at once), as GitHub's are.
 
 Issues and pull requests: `gh.add_issue(repo, title, body=, labels=)`, `gh.add_pull_request(repo, title)`,
-`gh.issues(repo)`; commit statuses: `gh.add_status(repo, sha, state, context)`; commits: `gh.add_commit(repo)`.
+`gh.issues(repo)`; commit statuses: `gh.add_status(repo, sha, state, context)`; `gh.add_commit(repo, branch=)`
+returns the new sha; `gh.add_tag(repo, tag)`. Deployments check the commit's statuses and check runs (409 unless
+they passed, or `required_contexts=[]`).
 
 A GitHub App: `app = gh.app()` (`app.id`, `app.installation_id`, `app.private_key` PEM) for
 `Auth.AppAuth(app.id, app.private_key).get_installation_auth(app.installation_id)`;
@@ -52,7 +60,7 @@ PyGithub's `repo.create_hook`; loopback URLs only) gets a `ping`, then `workflow
 `gh.redeliver(repo, hook.id, delivery.id)` (same `X-GitHub-Delivery` GUID, as GitHub's redelivery).
 
 Over HTTP (another process): `/_sandbox/github/{repos,workflows,outcomes,runs,runs/ID/begin,runs/ID/finish,hooks,
-rate-limit}`, see admin.py.
+hooks/ID/redeliver,lost-answers,rate-limit}`, see admin.py.
 
 Job logs: `GET .../actions/jobs/{id}/logs` answers 302 to a signed `/_blobs/...` URL valid `log_url_seconds`
 (default 60), to fetch without the token (one sent with an Authorization header is refused)."""

@@ -66,7 +66,7 @@ def _job(name: str, steps: tuple[str, ...], skipped: bool, attempt: int, outcome
             built.append(Step(step, i, "success"))
         else:
             built.append(Step(step, i, "skipped"))
-    return Job(next_id(), name, attempt, outcome.conclusion, built, outcome.log, failing)
+    return Job(next_id(), name, attempt, outcome.conclusion, built, outcome.log, failing, error=outcome.error)
 
 
 def _conclusion(jobs: list[Job]) -> str:
@@ -80,8 +80,13 @@ def _conclusion(jobs: list[Job]) -> str:
 
 
 def new_run(workflow: Workflow, *, run_id: int, number: int, event: str, branch: str, sha: str, actor: str,
-            inputs: dict, outcome: Outcome, timing: Timing, now: float) -> Run:
-    run = Run(run_id, workflow, number, event, branch, sha, workflow.title(inputs), actor, inputs)
+            inputs: dict, outcome: Outcome, timing: Timing, now: float, commit_message: str = "") -> Run:
+    """A run; its `display_title` is the run-name, else the workflow's name for a dispatch and the head commit's
+    first line for a push (as GitHub titles them)."""
+    title = workflow.title(inputs)
+    if not workflow.run_name and event != "workflow_dispatch" and commit_message:
+        title = commit_message.splitlines()[0]
+    run = Run(run_id, workflow, number, event, branch, sha, title, actor, inputs)
     run.attempts.append(plan_attempt(1, workflow, outcome, timing, now=now))
     return run
 
@@ -134,29 +139,45 @@ def job_times(attempt: Attempt, job: Job, now: float) -> tuple[str, float | None
     return status, start, attempt.end if status == "completed" else None
 
 
+def step_progress(attempt: Attempt, job: Job, now: float) -> list[tuple[Step, str, float | None, float | None]]:
+    """(step, status, started, completed) for each step: the job's time is shared evenly among its steps, so a
+    running job has finished some; a held run waits in its outcome's `step` (else its first)."""
+    status, started, completed = job_times(attempt, job, now)
+    if started is None:                               # not started yet, or cancelled while queued
+        return [(step, "completed" if status == "completed" else "queued", None, None) for step in job.steps]
+    end = completed if status == "completed" else attempt.end
+    if end is None:                                   # held: it hangs in one step
+        names = [step.name for step in job.steps]
+        at = names.index(attempt.outcome.step) if attempt.outcome.step in names else 0
+        return [(step, "completed" if i < at else "in_progress" if i == at else "queued",
+                 started if i <= at else None, started if i < at else None) for i, step in enumerate(job.steps)]
+    share = (end - started) / max(len(job.steps), 1)
+    progress = []
+    for i, step in enumerate(job.steps):
+        begins, ends = started + i * share, started + (i + 1) * share
+        state = "completed" if status == "completed" or now >= ends else "in_progress" if now >= begins else "queued"
+        progress.append((step, state, begins if state != "queued" else None, ends if state == "completed" else None))
+    return progress
+
+
 def job_log(run: Run, attempt: Attempt, job: Job, now: float) -> str:
-    """The job's log as Actions writes it: a timestamp on every line, a group per step, `##[error]` where it
-    failed."""
-    start = attempt.start or attempt.created
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime(start))
-    status = attempt.status(now)
-    lines: list[str] = []
-    for step in job.steps:
-        if status != "completed" and step.number > 1:
-            break
-        if step.conclusion == "skipped":
+    """The job's log as Actions writes it, as far as it has run: a timestamp on every line, a group per step,
+    `##[error]` where it failed."""
+    lines: list[tuple[float, str]] = []
+    for step, state, started, _ in step_progress(attempt, job, now):
+        if state == "queued" or step.conclusion == "skipped" and state == "completed":
             continue
-        lines += _step_lines(run, job, step.name)
-        if step.name == job.failed_step and status == "completed":
-            lines += list(job.log) + [_error_line(job)]
-    return "".join(f"{stamp} {line}\n" for line in lines)
+        lines += [(started or now, line) for line in _step_lines(run, job, step.name)]
+        if step.name == job.failed_step and state == "completed":
+            lines += [(started or now, line) for line in [*job.log, _error_line(job)]]
+    return "".join(f"{time.strftime('%Y-%m-%dT%H:%M:%S.0000000Z', time.gmtime(at))} {line}\n" for at, line in lines)
 
 
 def _step_lines(run: Run, job: Job, name: str) -> list[str]:
     """What a step prints: the runner's preamble for "Set up job", a group with the command for a `run:` or
     `uses:` step, the clean-up for "Complete job"."""
     if name == "Set up job":
-        return [f"Current runner version: '2.321.0'", f"Runner name: '{job.runner}'",
+        return ["Current runner version: '2.321.0'", f"Runner name: '{job.runner}'",
                 "Requested labels: ubuntu-latest", f"Job defined at: {run.workflow.path}@refs/heads/{run.branch}"]
     if name == "Complete job":
         return ["Cleaning up orphan processes"]
@@ -165,6 +186,8 @@ def _step_lines(run: Run, job: Job, name: str) -> list[str]:
 
 
 def _error_line(job: Job) -> str:
+    if job.error:
+        return f"##[error]{job.error}"
     if job.conclusion == "timed_out":
         return (f"##[error]The job running on runner {job.runner} has exceeded the maximum execution time of "
                 f"360 minutes.")

@@ -174,6 +174,24 @@ def get_run(ctx: Ctx) -> Answer:
     return Answer(200, render.run(ctx.urls, ctx.repo, run, _attempt(ctx, run), ctx.now))
 
 
+@route("GET", "/repos/{owner}/{repo}/actions/runs/{run}/timing")
+def run_timing(ctx: Ctx) -> Answer:
+    """Billable time per runner OS and the run's duration (`run_duration_ms` once it has completed)."""
+    run = _run(ctx)
+    attempt = run.latest
+    done = attempt.status(ctx.now) == "completed"
+    spans = []
+    for job in attempt.jobs:
+        _, started, completed = actions.job_times(attempt, job, ctx.now)
+        if started is not None and job.conclusion != "skipped":
+            spans.append((job.id, int(((completed or ctx.now) - started) * 1000)))
+    body = {"billable": {"UBUNTU": {"total_ms": sum(ms for _, ms in spans), "jobs": len(spans),
+                                    "job_runs": [{"job_id": i, "duration_ms": ms} for i, ms in spans]}}}
+    if done:
+        body["run_duration_ms"] = int(((attempt.end or attempt.created) - attempt.created) * 1000)
+    return Answer(200, body)
+
+
 @route("GET", "/repos/{owner}/{repo}/actions/runs/{run}/jobs")
 @route("GET", "/repos/{owner}/{repo}/actions/runs/{run}/attempts/{attempt}/jobs")
 def list_jobs(ctx: Ctx) -> Answer:

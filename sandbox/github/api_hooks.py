@@ -50,7 +50,8 @@ def create_hook(ctx: Ctx) -> Answer:
     config = body.get("config") or {}
     url = config.get("url")
     if not isinstance(url, str) or not url:
-        raise invalid("Validation Failed", [{"resource": "Hook", "code": "custom", "message": "Config must contain URL"}])
+        raise invalid("Validation Failed", [{"resource": "Hook", "code": "custom",
+                                             "message": "Config must contain URL"}])
     if not loopback_url(url):
         raise invalid("Validation Failed", [{"resource": "Hook", "code": "custom",
                                              "message": "The sandbox delivers webhooks to loopback addresses only"}])

@@ -81,7 +81,8 @@ def create_issue(ctx: Ctx) -> Answer:
     issue = Issue(next_id(), repo.next_number(), str(title), body.get("body"), ctx.identity.login, ctx.now, ctx.now,
                   labels=labels_for(repo, body.get("labels") or []), assignees=list(body.get("assignees") or []))
     repo.issues[issue.number] = issue
-    return Answer(201, render.issue(ctx.urls, repo, issue), {"Location": f"{ctx.urls.repo(repo)}/issues/{issue.number}"})
+    location = f"{ctx.urls.repo(repo)}/issues/{issue.number}"
+    return Answer(201, render.issue(ctx.urls, repo, issue), {"Location": location})
 
 
 @route("PATCH", "/repos/{owner}/{repo}/issues/{number}")

@@ -110,7 +110,7 @@ def create_status(ctx: Ctx) -> Answer:
         raise invalid(f"No commit found for SHA: {ctx.params['ref']}")
     if body.get("state") not in STATUS_STATES:
         raise invalid("Validation Failed", [{"resource": "Status", "code": "custom", "field": "state",
-                                             "message": f"state is not included in the list"}])
+                                             "message": "state is not included in the list"}])
     status = CommitStatus(next_id(), sha, body["state"], body.get("context") or "default", body.get("description"),
                           body.get("target_url"), ctx.identity.login, ctx.now)
     repo.statuses.append(status)

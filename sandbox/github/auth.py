@@ -4,6 +4,7 @@ installation access token (`ghs_...`, an hour long) the app exchanged its JWT fo
 messages (`Bad credentials`, `Requires authentication`, the JWT claim messages)."""
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
 import time
@@ -46,13 +47,19 @@ class App:
 def new_app(slug: str, owner: str, *, app_id: int | None = None, installation_id: int | None = None,
             private_key: str | None = None) -> App:
     """An app with a fresh RSA key, or the one given (PEM) so a restarted stand-in keeps its app."""
-    if private_key is None:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        private_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                        serialization.NoEncryption()).decode()
+    private_key = private_key or _process_key()
     public = serialization.load_pem_private_key(private_key.encode(), password=None).public_key()
     return App(app_id or next_id() % 1_000_000, slug, private_key, installation_id or next_id() % 100_000_000, owner,
                public_key=public)
+
+
+@functools.lru_cache(maxsize=1)
+def _process_key() -> str:
+    """One 2048-bit RSA key per process (making one takes a good part of a second on a loaded machine); each
+    stand-in's app still has its own id and installation."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption()).decode()
 
 
 def bad_credentials() -> HttpError:

@@ -134,5 +134,6 @@ class Watcher:
                 self._deliver(repo, run, ACTIONS[state])
 
 
-def new_delivery(event: str, action: str | None, payload: dict) -> Delivery:
-    return Delivery(next_id(), str(uuid.uuid4()), event, action, json.dumps(payload).encode())
+def new_delivery(event: str, action: str | None, payload: dict, guid: str | None = None) -> Delivery:
+    """A delivery of one event; every hook that hears the same event gets the same GUID."""
+    return Delivery(next_id(), guid or str(uuid.uuid4()), event, action, json.dumps(payload).encode())

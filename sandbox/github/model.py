@@ -50,8 +50,10 @@ class JobSpec:
 class Outcome:
     """How a run turns out, chosen by the test. `conclusion` is one of `CONCLUSIONS`; for failure, cancelled and
     timed_out, `job` and `step` name where (default: the last job that runs, its last step before "Complete job")
-    and `log` the lines that step prints before the error. `flaky`: only the first attempt ends so, re-runs
-    succeed. `stuck`: the run stays queued until cancelled. `hold`: it stays in_progress until released."""
+    and `log` the lines that step prints before the error; `error` replaces the closing `##[error]` line (e.g. a
+    lost runner's "The hosted runner: ... lost communication with the server."). `flaky`: only the first attempt
+    ends so, re-runs succeed. `stuck`: the run stays queued until cancelled. `hold`: it stays in_progress until
+    released."""
 
     conclusion: str = "success"
     job: str | None = None
@@ -60,6 +62,7 @@ class Outcome:
     flaky: bool = False
     stuck: bool = False
     hold: bool = False
+    error: str | None = None
 
     def __post_init__(self) -> None:
         if self.conclusion not in CONCLUSIONS:
@@ -129,6 +132,7 @@ class Job:
     steps: list[Step]
     log: tuple[str, ...] = ()            # the failing step's lines
     failed_step: str | None = None
+    error: str | None = None             # the closing ##[error] line, when not the usual one
     runner: str = "GitHub Actions 2"
 
 

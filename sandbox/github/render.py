@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
 
 from . import actions
 from .model import (Attempt, Comment, Commit, CommitStatus, Deployment, DeploymentStatus, Issue, Job, Label,
@@ -100,7 +99,8 @@ def run(urls: Urls, repo: Repo, r: Run, attempt: Attempt, now: float) -> dict:
         "head_sha": r.sha, "path": r.workflow.path, "display_title": r.title, "run_number": r.number,
         "event": r.event, "status": status,
         "conclusion": attempt.conclusion if status == "completed" else None,
-        "workflow_id": r.workflow.id, "check_suite_id": r.id + 7, "check_suite_node_id": node_id("CheckSuite", r.id + 7),
+        "workflow_id": r.workflow.id, "check_suite_id": r.id + 7,
+        "check_suite_node_id": node_id("CheckSuite", r.id + 7),
         "url": url, "html_url": f"{urls.repo_web(repo)}/actions/runs/{r.id}", "pull_requests": [],
         "created_at": iso(first.created), "updated_at": iso(_updated(attempt, status)),
         "actor": user(urls, r.actor), "triggering_actor": user(urls, r.actor), "run_attempt": attempt.number,
@@ -124,13 +124,9 @@ def job(urls: Urls, repo: Repo, r: Run, attempt: Attempt, j: Job, now: float) ->
     owner = r.attempts[j.attempt - 1] if j.attempt != attempt.number else attempt
     status, started, completed = actions.job_times(owner, j, now)
     done = status == "completed"
-    steps = []
-    for step in j.steps:
-        step_status = "completed" if done else ("in_progress" if started and step.number == 1 else "queued")
-        steps.append({"name": step.name, "status": step_status,
-                      "conclusion": step.conclusion if done else None, "number": step.number,
-                      "started_at": iso(started) if step_status != "queued" else None,
-                      "completed_at": iso(completed) if done else None})
+    steps = [{"name": step.name, "status": state, "conclusion": step.conclusion if state == "completed" else None,
+              "number": step.number, "started_at": iso(begun), "completed_at": iso(ended)}
+             for step, state, begun, ended in actions.step_progress(owner, j, now)]
     on_runner = started is not None and j.conclusion != "skipped"
     return {
         "id": j.id, "run_id": r.id, "workflow_name": r.workflow.name, "head_branch": r.branch,
@@ -213,7 +209,8 @@ def deployment(urls: Urls, repo: Repo, d: Deployment) -> dict:
             "environment": d.environment, "description": d.description, "creator": user(urls, d.user),
             "created_at": iso(d.created), "updated_at": iso(d.statuses[-1].created if d.statuses else d.created),
             "statuses_url": f"{url}/statuses", "repository_url": urls.repo(repo),
-            "transient_environment": d.transient, "production_environment": d.production}
+            "transient_environment": d.transient, "production_environment": d.production,
+            "performed_via_github_app": None}
 
 
 def deployment_status(urls: Urls, repo: Repo, d: Deployment, s: DeploymentStatus) -> dict:
@@ -222,7 +219,8 @@ def deployment_status(urls: Urls, repo: Repo, d: Deployment, s: DeploymentStatus
             "state": s.state, "creator": user(urls, s.user), "description": s.description,
             "environment": s.environment, "target_url": s.target_url, "log_url": s.log_url,
             "created_at": iso(s.created), "updated_at": iso(s.created), "deployment_url": url,
-            "repository_url": urls.repo(repo), "environment_url": s.environment_url}
+            "repository_url": urls.repo(repo), "environment_url": s.environment_url,
+            "performed_via_github_app": None}
 
 
 def commit_status(urls: Urls, repo: Repo, s: CommitStatus) -> dict:

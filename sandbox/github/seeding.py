@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, Iterable
 
 from . import actions, hooks, render
@@ -119,7 +120,8 @@ class Seeding:
             number = 1 + sum(1 for r in repo.runs.values() if r.workflow is wf)
             run = actions.new_run(wf, run_id=next_id(), number=number, event=event, branch=branch, sha=sha,
                                   actor=actor, inputs=inputs, outcome=outcome or wf.next_outcome(),
-                                  timing=self.timing, now=now)
+                                  timing=self.timing, now=now,
+                                  commit_message=repo.commits[sha].message if sha in repo.commits else "")
             run.visible_after = now + self.config.dispatch_delay / self.config.speed if event == "workflow_dispatch" \
                 else now
             repo.runs[run.id] = run
@@ -227,10 +229,9 @@ class Seeding:
             repo.hooks[hook.id] = hook
             for run in repo.runs.values():                # history is not announced, only what happens next
                 self.watcher.seen(run, run.latest.status(time.time()))
+            described = {"type": "Repository", "id": hook.id, "events": list(events), "active": active}
             ping = hooks.new_delivery("ping", None, {"zen": "Keep it logically awesome.", "hook_id": hook.id,
-                                                    "hook": {"type": "Repository", "id": hook.id, "events": list(events),
-                                                             "active": active},
-                                                    "repository": render.repository(self.urls, repo),
+                                                    "hook": described, "repository": render.repository(self.urls, repo),
                                                     "sender": render.user(self.urls, self.config.login)})
             hook.deliveries.append(ping)
         self._send(hook, ping, repo.id, wait=False)
@@ -266,9 +267,9 @@ class Seeding:
                        "workflow": render.workflow(self.urls, repo, run.workflow),
                        "repository": render.repository(self.urls, repo),
                        "sender": render.user(self.urls, run.actor)}
-            sends = []
+            sends, guid = [], str(uuid.uuid4())
             for hook in wanting:
-                delivery = hooks.new_delivery("workflow_run", action, payload)
+                delivery = hooks.new_delivery("workflow_run", action, payload, guid)
                 hook.deliveries.append(delivery)
                 sends.append((hook, delivery))
         for hook, delivery in sends:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..common.errors import HttpError
@@ -26,9 +28,15 @@ from .render import Urls
 from .seeding import Seeding
 
 API_PREFIX = "/api/v3"
+API_VERSIONS = ("2022-11-28", "2026-03-10")        # what X-GitHub-Api-Version may ask for
 _COLLECTIONS = frozenset({"workflows", "runs", "jobs", "issues", "comments", "deployments", "statuses",
                           "check-runs", "branches", "labels", "installations", "pulls", "attempts"})
 _FAULT_MESSAGES = {500: "Server Error", 502: "Server Error", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def _selected_version(request: Request) -> str:
+    asked = request.headers.get("X-GitHub-Api-Version")
+    return asked if asked in API_VERSIONS else API_VERSIONS[0]
 
 
 @dataclass
@@ -85,6 +93,8 @@ class GitHubSandbox(Seeding, StandIn):
         self._repos: dict[str, Repo] = {}
         self._app: App | None = None
         self.watcher = Watcher(self._hooked_runs, self._announce, self.stopping)
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self.ca_bundle: Path | None = None
         # Faults that strike after the request took effect: GitHub did the write, the answer is a 5xx.
         self.lost_answers = Faults(self.config.seed)
 
@@ -92,11 +102,17 @@ class GitHubSandbox(Seeding, StandIn):
 
     def start(self) -> "GitHubSandbox":
         self.start_server()
+        if self.ca is not None:                    # tls=True: PyGithub's `verify=` takes this file
+            self._tmp = tempfile.TemporaryDirectory(prefix="github-sandbox-")
+            self.ca_bundle = Path(self._tmp.name, "ca.crt")
+            self.ca_bundle.write_bytes(self.ca.cert_pem)
         self.watcher.start()
         return self
 
     def stop(self) -> None:
         self.stop_server()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def __enter__(self) -> "GitHubSandbox":
         return self.start()
@@ -168,6 +184,9 @@ class GitHubSandbox(Seeding, StandIn):
         return responder.send_json(answer.status, answer.body, answer.headers)
 
     def _answer(self, request: Request, path: str, identity: Identity) -> Answer:
+        version = request.headers.get("X-GitHub-Api-Version")
+        if version is not None and version not in API_VERSIONS:
+            raise GitHubError(400, f"API version '{version}' is not supported.")
         handler, params = api.match(request.method, path)
         if identity.kind == "app" and not (path.startswith("/app") or path.endswith("/installation")):
             raise GitHubError(401, "A JSON web token could not be decoded")
@@ -212,8 +231,19 @@ class GitHubSandbox(Seeding, StandIn):
             "X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "59", "X-RateLimit-Used": "1",
             "X-RateLimit-Reset": str(int(time.time()) + 3600), "X-RateLimit-Resource": "core"}
         return {**limits, "X-GitHub-Request-Id": request_id(), "X-GitHub-Media-Type": "github.v3; format=json",
-                "X-GitHub-Api-Version-Selected": "2022-11-28", "Vary": "Accept, Authorization, Cookie",
+                "X-GitHub-Api-Version-Selected": _selected_version(request), "Vary": "Accept, Authorization, Cookie",
                 "X-Content-Type-Options": "nosniff"}
+
+    def logged_body(self, request: Request) -> Any:
+        """A webhook's secret (in a hook's `config`, or the admin endpoint's `secret`) is not logged."""
+        body = super().logged_body(request)
+        if isinstance(body, dict):
+            body = dict(body)
+            if isinstance(body.get("config"), dict) and "secret" in body["config"]:
+                body["config"] = {**body["config"], "secret": "REDACTED"}
+            if "secret" in body:
+                body["secret"] = "REDACTED"
+        return body
 
     def admin(self, request: Request) -> tuple[int, Any] | None:
         """`/_sandbox/github/...`: seeding and steering over HTTP (see admin.py)."""

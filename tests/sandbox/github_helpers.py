@@ -1,9 +1,6 @@
 """Real PyGithub pointed at the GitHub stand-in, as at GitHub Enterprise Server (`base_url` = the API root)."""
 from __future__ import annotations
 
-from typing import Iterator
-
-import pytest
 from github import Auth, Github, GithubRetry
 
 from sandbox.github import GitHubConfig, GitHubSandbox
@@ -29,18 +26,3 @@ def client(gh: GitHubSandbox, *, token: str | None = None, retry: object = "defa
 def quick_retry(**kwargs) -> GithubRetry:
     """GitHub's retry policy with a short backoff, so a test that rides out a 5xx does not wait seconds."""
     return GithubRetry(total=3, backoff_factor=0.01, **kwargs)
-
-
-@pytest.fixture
-def gh() -> Iterator[GitHubSandbox]:
-    sandbox = start_github()
-    sandbox.add_repo(REPO, branches=["release"], tags=["v1.2.0"])
-    yield sandbox
-    sandbox.stop()
-
-
-@pytest.fixture
-def github(gh: GitHubSandbox) -> Iterator[Github]:
-    g = client(gh)
-    yield g
-    g.close()

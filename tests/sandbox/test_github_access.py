@@ -6,12 +6,10 @@ import time
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, BadCredentialsException, Github, GithubException, UnknownObjectException
 from github.GithubException import RateLimitExceededException, RateLimitExceededExceedsMaxWait
 
-from tests.sandbox.github_helpers import REPO, client, gh, github, quick_retry  # noqa: F401  (fixtures)
+from tests.sandbox.github_helpers import REPO, client, quick_retry, start_github
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -39,13 +37,13 @@ def test_a_github_app_gets_an_installation_token_and_acts_as_its_bot(gh):
         g.get_repo(REPO)
 
 
-def test_a_jwt_signed_by_another_key_or_used_outside_the_app_endpoints_is_refused(gh):
+def test_a_jwt_not_signed_by_the_apps_key_or_used_outside_the_app_endpoints_is_refused(gh):
     app = gh.app()
     jwt = Auth.AppAuth(app.id, app.private_key).create_jwt()
-    assert requests.get(f"{gh.base_url}/app", headers={"Authorization": f"Bearer {jwt}"}, timeout=5).json()["id"] == app.id
-    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    forged = Auth.AppAuth(app.id, stranger).create_jwt()
+    itself = requests.get(f"{gh.base_url}/app", headers={"Authorization": f"Bearer {jwt}"}, timeout=5)
+    assert itself.json()["id"] == app.id
+    header, claims, signature = jwt.split(".")
+    forged = ".".join([header, claims, ("A" if signature[0] != "A" else "B") + signature[1:]])   # not the app's key
     refused = requests.get(f"{gh.base_url}/app", headers={"Authorization": f"Bearer {forged}"}, timeout=5)
     assert (refused.status_code, refused.json()["message"]) == (401, "A JSON web token could not be decoded")
     outside = requests.get(f"{gh.base_url}/repos/{REPO}", headers={"Authorization": f"Bearer {jwt}"}, timeout=5)
@@ -58,6 +56,22 @@ def test_both_the_enterprise_api_root_and_bare_paths_answer(gh, github):
     bare = requests.get(f"{gh.url}/repos/{REPO}", headers=headers, timeout=5)
     assert ghes.json()["url"] == bare.json()["url"] == f"{gh.base_url}/repos/{REPO}"
     assert github.get_repo(REPO).full_name == REPO
+    dated = requests.get(f"{gh.base_url}/repos/{REPO}", timeout=5,
+                         headers={**headers, "X-GitHub-Api-Version": "2026-03-10"})
+    unknown = requests.get(f"{gh.base_url}/repos/{REPO}", timeout=5,
+                           headers={**headers, "X-GitHub-Api-Version": "2019-01-01"})
+    assert dated.headers["X-GitHub-Api-Version-Selected"] == "2026-03-10"
+    assert (unknown.status_code, unknown.json()["message"]) == (400, "API version '2019-01-01' is not supported.")
+
+
+def test_it_serves_https_with_its_own_ca_when_asked():
+    gh = start_github(tls=True)
+    try:
+        gh.add_repo(REPO)
+        g = client(gh, verify=str(gh.ca_bundle))
+        assert gh.base_url.startswith("https://127.0.0.1:") and g.get_repo(REPO).full_name == REPO
+    finally:
+        gh.stop()
 
 
 def test_every_answer_carries_the_rate_limit_headers_and_each_request_counts(gh, github):
@@ -91,6 +105,12 @@ def test_the_primary_limit_is_403_with_remaining_zero_and_a_capped_wait_gives_up
     with pytest.raises(RateLimitExceededExceedsMaxWait):
         client(gh, retry=quick_retry(max_rate_limit_wait=5)).get_repo(REPO)
     assert time.monotonic() - started < 5
+    gh.rate_limits.exhaust(reset_in=600, status=429)          # GitHub may answer the primary limit with 429 too
+    answer = requests.get(f"{gh.base_url}/repos/{REPO}", headers={"Authorization": f"token {gh.config.token}"},
+                          timeout=5)
+    assert (answer.status_code, answer.headers["X-RateLimit-Remaining"]) == (429, "0")
+    assert answer.json()["message"].startswith("API rate limit exceeded for user ID")
+    assert int(answer.headers["X-RateLimit-Reset"]) >= time.time() + 599 and "Retry-After" not in answer.headers
 
 
 def test_the_primary_limit_is_ridden_out_until_its_reset(gh):

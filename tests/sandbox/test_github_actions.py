@@ -8,7 +8,7 @@ from github import GithubException
 
 from sandbox.github import JobSpec, Outcome, WorkflowInput
 from tests.sandbox.azure_helpers import wait_for
-from tests.sandbox.github_helpers import REPO, gh, github  # noqa: F401  (fixtures)
+from tests.sandbox.github_helpers import REPO, client
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,7 +29,8 @@ def test_dispatch_answers_204_or_200_with_run_details_and_names_the_run_from_its
     run = workflow.create_dispatch("v1.2.0", {"confirm": "ROLLBACK PRODUCTION", "correlation_id": "c-2"},
                                    return_run_details=True)
     fetched = github.get_repo(REPO).get_workflow_run(run.id)
-    assert (fetched.display_title, fetched.event, fetched.head_branch) == ("Rollback c-2", "workflow_dispatch", "v1.2.0")
+    assert (fetched.display_title, fetched.event, fetched.head_branch) == (
+        "Rollback c-2", "workflow_dispatch", "v1.2.0")
     [first, second] = gh.runs(REPO, "rollback.yml")
     assert first.inputs == {"confirm": "ROLLBACK PRODUCTION", "correlation_id": "c-1", "mode": "safe"}
     statuses = [(e.method, e.status, e.body.get("return_run_details")) for e in gh.requests.writes()]
@@ -76,6 +77,19 @@ def test_a_run_goes_queued_then_in_progress_then_completed_and_has_no_conclusion
     assert seen == [("queued", None, 1), ("in_progress", None, 1), ("completed", "failure", 1)]
 
 
+def test_a_held_run_hangs_in_its_step_with_the_steps_before_it_done_and_logged(gh, github):
+    gh.add_workflow(REPO, "deploy.yml", jobs=[JobSpec("deploy", steps=("Set up job", "Run ./migrate",
+                                                                       "Run ./rollout", "Complete job"))])
+    run = github.get_repo(REPO).get_workflow_run(gh.add_run(REPO, "deploy.yml", hold=True, step="Run ./rollout").id)
+    [job] = run.jobs()
+    assert job.status == "in_progress" and job.conclusion is None
+    assert [(s.name, s.status) for s in job.steps] == [
+        ("Set up job", "completed"), ("Run ./migrate", "completed"), ("Run ./rollout", "in_progress"),
+        ("Complete job", "queued")]
+    log = requests.get(job.logs_url(), timeout=5).text
+    assert "##[group]Run ./migrate" in log and "##[group]Run ./rollout" in log and "Cleaning up" not in log
+
+
 def test_conclusions_github_reports(gh, github):
     gh.add_workflow(REPO, "ci.yml", jobs=["build", "test", JobSpec("deploy", skipped=True)])
     gh.add_workflow(REPO, "docs.yml", jobs=[JobSpec("publish", skipped=True)])
@@ -119,6 +133,15 @@ def test_a_log_url_expires(gh, github):
     run = github.get_repo(REPO).get_workflow_run(gh.add_run(REPO, "ci.yml", age=60).id)
     answer = requests.get(run.jobs()[0].logs_url(), timeout=5)
     assert answer.status_code == 403 and "Signature not valid in the specified time frame" in answer.text
+
+
+def test_a_lost_runner_ends_the_log_with_its_own_error(gh, github):
+    lost = "The hosted runner: GitHub Actions 3 lost communication with the server."
+    gh.add_workflow(REPO, "ci.yml")
+    run_id = gh.add_run(REPO, "ci.yml", conclusion="failure", error=lost, age=60).id
+    run = github.get_repo(REPO).get_workflow_run(run_id)
+    failed = next(j for j in run.jobs() if j.conclusion == "failure")
+    assert requests.get(failed.logs_url(), timeout=5).text.rstrip().splitlines()[-2].endswith(f"##[error]{lost}")
 
 
 def test_a_flaky_workflow_fails_once_and_passes_when_its_failed_jobs_are_re_run(gh, github):
@@ -171,22 +194,19 @@ def test_run_lists_filter_and_paginate_with_link_headers(gh, github):
     for i in range(7):
         gh.add_run(REPO, "ci.yml", conclusion="failure" if i % 3 == 0 else "success", age=60)
     gh.add_run(REPO, "nightly.yml", age=60, event="schedule")
+    gh.add_commit(REPO, branch="release", message="Fix refunds\n\nThe refund path rounded twice.")
     gh.add_run(REPO, "ci.yml", branch="release", stuck=True)
     repo = github.get_repo(REPO)
+    assert [(r.display_title, r.name) for r in repo.get_workflow_runs(branch="release")] == [("Fix refunds", "ci")]
     failed = repo.get_workflow("ci.yml").get_runs(status="failure")
     assert failed.totalCount == 3 and {r.conclusion for r in failed} == {"failure"}
     assert [r.head_branch for r in repo.get_workflow_runs(status="queued")] == ["release"]
     assert [r.event for r in repo.get_workflow_runs(event="schedule")] == ["schedule"]
-    paged = client_with_per_page(gh, 3).get_repo(REPO).get_workflow_runs()
+    paged = client(gh, per_page=3).get_repo(REPO).get_workflow_runs()
     ids = [r.id for r in paged]
     assert len(ids) == 9 and ids == sorted(ids, reverse=True)
     pages = [e for e in gh.requests.entries() if e.path.endswith("/actions/runs") and "page" in e.query]
     assert sorted(e.query["page"] for e in pages) == ["2", "3"]
-
-
-def client_with_per_page(gh, per_page: int):
-    from tests.sandbox.github_helpers import client
-    return client(gh, per_page=per_page)
 
 
 def test_actions_report_through_check_runs_so_the_combined_status_is_pending_with_no_statuses(gh, github):

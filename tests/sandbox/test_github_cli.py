@@ -30,7 +30,8 @@ def test_sandbox_command_serves_github_with_the_demo_repositories_and_writes_its
         assert {w.path for w in repo.get_workflows()} == {".github/workflows/ci.yml",
                                                           ".github/workflows/payments-api-rollback.yml"}
         assert [r.conclusion for r in repo.get_workflow_runs()] == ["failure", "success", "success", "success"]
-        token = Github(base_url=env["RUNBOOKS_GITHUB_URL"], auth=Auth.Token(env["RUNBOOKS_GITHUB_TOKEN"]), **unthrottled)
+        token = Github(base_url=env["RUNBOOKS_GITHUB_URL"], auth=Auth.Token(env["RUNBOOKS_GITHUB_TOKEN"]),
+                       **unthrottled)
         assert token.get_repo("example/checkout-web").default_branch == "main"
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=15)

@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from tests.sandbox.azure_helpers import wait_for
-from tests.sandbox.github_helpers import REPO, gh, github  # noqa: F401  (fixtures)
+from tests.sandbox.github_helpers import REPO
 
 pytestmark = pytest.mark.timeout(30)
 SECRET = "It's a Secret to Everybody"
@@ -57,6 +57,8 @@ def test_a_run_is_announced_as_requested_in_progress_and_completed_signed_with_t
     hook = repo.create_hook("web", {"url": f"http://127.0.0.1:{inbox.server_port}/github", "content_type": "json",
                                     "secret": SECRET}, events=["workflow_run"])
     wait_for(lambda: events(inbox) == [("ping", None)])
+    [made] = gh.requests.writes()
+    assert made.body["config"]["secret"] == "REDACTED" and SECRET not in str(gh.requests.entries())
     gh.next_outcome(REPO, "ci.yml", conclusion="failure", stuck=True, hold=True)
     run = repo.get_workflow("ci.yml").create_dispatch("main", return_run_details=True)
     wait_for(lambda: len(inbox.received) == 2)
@@ -85,7 +87,8 @@ def test_a_redelivery_keeps_the_guid_and_says_so(gh, github, inbox):
         "POST", f"{repo.url}/hooks/{hook.id}/deliveries/{completed.id}/attempts")
     assert status == 202
     wait_for(lambda: events(inbox).count(("workflow_run", "completed")) == 2)
-    (first, body), (again, body_again) = [(h, b) for h, b in inbox.received if json.loads(b).get("action") == "completed"]
+    completions = [(h, b) for h, b in inbox.received if json.loads(b).get("action") == "completed"]
+    (first, body), (again, body_again) = completions
     assert again["x-github-delivery"] == first["x-github-delivery"] and body_again == body
     assert [d.redelivery for d in gh.deliveries(REPO)][-1] is True
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from github import GithubException
 
-from tests.sandbox.github_helpers import REPO, client, gh, github  # noqa: F401  (fixtures)
+from tests.sandbox.github_helpers import REPO, client
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -71,7 +71,8 @@ def test_a_deployment_of_a_commit_whose_checks_failed_is_a_409_unless_no_context
     repo = github.get_repo(REPO)
     with pytest.raises(GithubException) as raised:
         repo.create_deployment("main", environment="production")
-    assert raised.value.status == 409 and raised.value.data["message"] == "Conflict: Commit status checks failed for main."
+    assert raised.value.status == 409
+    assert raised.value.data["message"] == "Conflict: Commit status checks failed for main."
     assert raised.value.data["errors"][0]["contexts"] == [{"context": "build", "state": "success"},
                                                           {"context": "test", "state": "failure"}]
     assert repo.create_deployment("main", environment="production", required_contexts=["build"]).ref == "main"
