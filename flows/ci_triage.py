@@ -27,18 +27,20 @@ from __future__ import annotations
 
 import datetime as dt
 
+from github import Github
+
+from flows.ci_steps import (ci_settings, dispatch_again, find_runs, inspect_failures, reported_already,
+                            stuck_in_queue)
 from flows.kernel import Runbook, runbook_flow
 from plans.ci import Failure, RunFacts, after_rerun
-from plans.ci_triage import (LABEL, RUNBOOK, IssueAction, comment_body, issue_body, issue_change, issue_groups,
-                             issue_title, plan_triage, run_marker, signature_marker)
+from plans.ci_triage import (LABEL, RUNBOOK, IssueAction, TriagePlan, comment_body, issue_body, issue_change,
+                             issue_groups, issue_title, plan_triage, run_marker, signature_marker)
 from plans.plan import Change
 from plans.record import Check, RunRecord
 from plans.trigger import AlertContext
 from tasks.github.issues import comment_issue, open_issue
 from tasks.github.runs import cancel_workflow_run, rerun_failed_jobs, wait_for_run
 from tasks.github.workflows import Dispatch
-from flows.ci_steps import (ci_settings, dispatch_again, find_runs, inspect_failures, reported_already,
-                            stuck_in_queue)
 
 NO_UNDO_RERUN = "a re-run cannot be taken back; it only repeats the failed jobs once"
 NO_UNDO_ISSUE = "an issue records a failure that happened; closing it would hide it"
@@ -114,11 +116,11 @@ def ci_failure_triage(environment: str, repository: str, requested_by: str, reas
     return run.record
 
 
-def _change(triage, run_id: int | str, field: str) -> Change:
+def _change(triage: TriagePlan, run_id: int | str, field: str) -> Change:
     return next(c for c in triage.plan.changes if c.resource.startswith(f"workflow run {run_id} ") and c.field == field)
 
 
-def _file(run: Runbook, triage, gh, repository: str, action: IssueAction) -> None:
+def _file(run: Runbook, triage: TriagePlan, gh: Github, repository: str, action: IssueAction) -> None:
     change = next((c for c in triage.plan.changes if c.field == f"signature {action.signature}"), None) or \
         issue_change(action.failures[0], action.number)       # a re-run that failed differently
     mark = run_marker(action.failures[0])
@@ -135,7 +137,7 @@ def _file(run: Runbook, triage, gh, repository: str, action: IssueAction) -> Non
     run.evidence(f"issue #{result.number} ({result.action}): {result.url}")
 
 
-def _unstick(run: Runbook, triage, gh, repository: str, stuck_run: RunFacts) -> Dispatch:
+def _unstick(run: Runbook, triage: TriagePlan, gh: Github, repository: str, stuck_run: RunFacts) -> Dispatch:
     change = _change(triage, stuck_run.id, "status")
     run.apply(change.model_copy(update={"after": "cancelled"}), lambda: cancel_workflow_run(
         gh, repository=repository, run_id=stuck_run.id), no_undo=NO_UNDO_CANCEL)

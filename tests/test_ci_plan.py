@@ -102,7 +102,7 @@ def test_plan_reruns_candidates_files_issues_by_signature_and_cancels_stuck_runs
     triage = plan_triage(target, [candidate, real], [stuck], {real.signature: (4, "u")}, stuck_after_minutes=30)
     fields = [(c.resource.split(" (")[0], c.field, c.after) for c in triage.plan.changes]
     assert ("workflow run 7", "failed jobs", "re-run once") in fields
-    assert (f"issue for ci.yml / test / Run make test", f"signature {real.signature}", "comment") in fields
+    assert ("issue for ci.yml / test / Run make test", f"signature {real.signature}", "comment") in fields
     assert ("workflow run 9", "status", "cancelled, dispatched again on main") in fields
     assert [f.run_id for f in triage.reruns] == [7] and triage.stuck == [stuck]
     assert plan_triage(target, [], [], {}, stuck_after_minutes=30).plan.is_noop

@@ -13,7 +13,7 @@ from tasks.github import deployments, issues, runs, workflows
 from tasks.github.client import github_client
 from tasks.github.settings import GitHubApp, GitHubConnection
 
-from .github_helpers import REPO, client_for, connection, gh, github, requests_to, start_github  # noqa: F401
+from .github_helpers import REPO, client_for, connection, gh, github, requests_to  # noqa: F401
 
 LOG = ["collected 212 items", "FAILED tests/test_refund.py::test_partial", "AssertionError: 500 != 200"]
 
@@ -147,6 +147,7 @@ def test_deployment_status_is_recorded_once_per_run(gh, github):
     assert first.deployment_id == second.deployment_id
     assert len([e for e in gh.requests.writes() if e.path.endswith("/deployments")]) == 1
     assert len([e for e in gh.requests.writes() if e.path.endswith("/statuses")]) == 2
+    assert deployments.default_branch(github, REPO) == "main"            # the ref of a deploy that names none
 
 
 def test_credentials_come_from_the_environment_or_an_app_and_never_reach_a_log(gh, caplog):

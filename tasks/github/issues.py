@@ -132,13 +132,3 @@ def comment_issue(gh: Github, *, repository: str, number: int, body: str, mark: 
         return hit and IssueWrite(changed=True, dry_run=False, action="commented", number=number,
                                   url=hit.get("html_url") or "")
     return create_once(create, find)
-
-
-@task(name="update_issue_body", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
-def update_issue_body(gh: Github, *, repository: str, number: int, body: str, dry_run: bool = False) -> IssueWrite:
-    """Replace an issue's body (a PATCH: idempotent by nature)."""
-    if dry_run:
-        return IssueWrite(changed=False, dry_run=True, action="none", number=number)
-    url = f"{repo_of(gh, repository).url}/issues/{number}"
-    data = call(lambda: gh.requester.requestJsonAndCheck("PATCH", url, input={"body": body})[1])
-    return IssueWrite(changed=True, dry_run=False, action="commented", number=number, url=data.get("html_url") or "")
