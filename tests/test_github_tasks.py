@@ -123,20 +123,31 @@ def test_dispatch_returns_the_run_and_finds_it_by_correlation_id_when_details_ar
     assert {o.id for o in others} <= {r.id for r in active}
 
 
+def test_a_dispatch_whose_answer_is_lost_is_found_by_its_correlation_id_not_sent_twice(gh, github):
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    gh.lost_answers.add(verb="create", path="*/dispatches", status=502, times=1)  # the run starts, the answer is lost
+    inputs = {"confirm": "ROLLBACK PRODUCTION", "reason": "bad release", "correlation_id": "corr-lost"}
+    sent = workflows.dispatch_workflow.fn(github, repository=REPO, workflow="payments-api-rollback.yml", ref="main",
+                                          inputs=inputs, correlation_id="corr-lost", since=since)
+    [run] = [r for r in gh.repo(REPO).runs.values() if r.event == "workflow_dispatch"]
+    assert sent.run_id == run.id and len([e for e in gh.requests.writes() if e.path.endswith("/dispatches")]) == 1
+
+
 def test_issue_and_comment_are_found_by_marker_and_never_duplicated_on_a_retried_post(gh, github):
     gh.add_pull_request(REPO, "A PR with the marker <!-- runbooks:ci-failure:abc -->",
                         body="<!-- runbooks:ci-failure:abc -->")
     mark = issues.marker("ci-failure", "abc")
     assert issues.find_issue.fn(github, repository=REPO, label="ci-failure", mark=mark) is None   # PRs are not issues
-    gh.faults.add(verb="create", path="*/issues", status=502, times=1)
+    gh.lost_answers.add(verb="create", path="*/issues", status=502, times=1)    # created, but the answer is lost
     opened = issues.open_issue.fn(github, repository=REPO, title="CI failure", body=f"{mark}\nbody",
                                   label="ci-failure", mark=mark)
     found = issues.find_issue.fn(github, repository=REPO, label="ci-failure", mark=mark)
     assert opened.changed and found is not None and found.number == opened.number
-    gh.faults.add(verb="create", path="*/comments", status=503, times=1)
+    gh.lost_answers.add(verb="create", path="*/comments", status=503, times=1)
     issues.comment_issue.fn(github, repository=REPO, number=opened.number, body="<!-- c1 --> again", mark="<!-- c1 -->")
     [issue] = [i for i in gh.issues(REPO) if i.number == opened.number]
     assert len(issue.comments) == 1 and len([i for i in gh.issues(REPO) if i.body and mark in i.body]) == 2  # + the PR
+    assert len([e for e in gh.requests.writes() if e.path.endswith("/issues")]) == 1   # found, not re-sent
 
 
 def test_deployment_status_is_recorded_once_per_run(gh, github):

@@ -1,7 +1,7 @@
 """GitHub `workflow_run` webhooks through the receiver over real HTTP: a signed delivery of a failed run starts
 ci-failure-triage (prefect.yaml's trigger, registered in the session's Prefect server, creates the run); a bad
-signature, a redelivery and a successful run start nothing. Payloads are built from the GitHub stand-in's own
-answers for the run, its workflow and its repository, as GitHub's webhook embeds them."""
+signature, a redelivery and a successful run start nothing. The deliveries are the GitHub stand-in's own: its
+repository webhooks post each run's `requested`, `in_progress` and `completed` as GitHub does, signed."""
 from __future__ import annotations
 
 import datetime as dt
@@ -48,20 +48,22 @@ def receiver(gh, api, tmp_path):
     prefect.close()
 
 
-def payload(gh, run_id: int, action: str = "completed") -> bytes:
-    """A workflow_run delivery: GitHub embeds the run, its workflow and the repository as the REST API shows them."""
-    get = lambda path: httpx.get(f"{gh.base_url}{path}",                                   # noqa: E731
-                                 headers={"Authorization": f"token {gh.config.token}"}).json()
-    run = get(f"/repos/{REPO}/actions/runs/{run_id}")
-    return json.dumps({"action": action, "workflow_run": run, "workflow": get(f"/repos/{REPO}/actions/workflows/ci.yml"),
-                       "repository": get(f"/repos/{REPO}"), "sender": {"login": "octocat", "type": "User"}}).encode()
-
-
 def deliver(url: str, body: bytes, *, delivery: str | None = None, secret: str = SECRET) -> httpx.Response:
     headers = {"Content-Type": "application/json", "X-GitHub-Event": "workflow_run",
-               "X-GitHub-Delivery": delivery or str(uuid.uuid4()), "X-Hub-Signature-256": hub_signature(secret, body),
-               "User-Agent": "GitHub-Hookshot/7a8e1c3"}
+               "X-GitHub-Delivery": delivery or str(uuid.uuid4()), "X-Hub-Signature-256": hub_signature(secret, body)}
     return httpx.post(f"{url}/webhooks/github", content=body, headers=headers, timeout=30)
+
+
+def delivered(gh, hook_id: int, run_id: int, action: str, count: int = 1, timeout: float = 20) -> list:
+    """The stand-in's deliveries of `action` for the run to one hook, once `count` of them were answered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [d for d in gh.deliveries(REPO, hook_id) if d.action == action and d.status_code
+                 and json.loads(d.body)["workflow_run"]["id"] == run_id]
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no {action} delivery for run {run_id}")
 
 
 def events_for_run(api: str, run_id: int) -> list[dict]:
@@ -87,25 +89,25 @@ def triage_run_for(api: str, run_id: int, timeout: float = 30) -> dict:
 
 def test_signed_failed_run_starts_triage_and_redelivery_bad_signature_and_success_start_nothing(
         gh, receiver, api, triage_armed):
-    failed = gh.add_run(REPO, "ci.yml", conclusion="failure", job="test", age=120)
-    passed = gh.add_run(REPO, "ci.yml", conclusion="success", age=120)
-    body, delivery = payload(gh, failed.id), str(uuid.uuid4())
+    """GitHub (the stand-in) delivers every workflow_run event of two hooks: one with the right secret, one
+    signed with another; only the right hook's `completed` delivery of the failed run starts triage."""
+    good = gh.add_hook(REPO, f"{receiver}/webhooks/github", secret=SECRET)
+    bad = gh.add_hook(REPO, f"{receiver}/webhooks/github", secret="not-the-webhook-secret-000000")
+    failed = gh.add_run(REPO, "ci.yml", conclusion="failure", job="test")
+    passed = gh.add_run(REPO, "ci.yml", conclusion="success")
 
-    refused = deliver(receiver, body, secret="not-the-webhook-secret-000000")
-    assert refused.status_code == 401
-    started = deliver(receiver, body, delivery=delivery)
-    assert started.status_code == 202 and started.json()["outcome"] == "started"
-    again = deliver(receiver, body, delivery=delivery)                   # GitHub's "Redeliver"
-    assert again.status_code == 202 and again.json()["outcome"] == "duplicate"
-    success = deliver(receiver, payload(gh, passed.id))
-    assert success.json()["outcome"] == "ignored" and "conclusion success" in success.json()["reason"]
-    in_progress = deliver(receiver, payload(gh, failed.id, action="in_progress"))
-    assert in_progress.json()["outcome"] == "ignored"
+    [completed] = delivered(gh, good.id, failed.id, "completed")
+    assert completed.status_code == 202
+    assert [d.status_code for d in delivered(gh, bad.id, failed.id, "completed")] == [401]
+    assert {d.status_code for d in delivered(gh, good.id, failed.id, "requested")} == {202}   # answered, ignored
+    assert delivered(gh, good.id, passed.id, "completed")[0].status_code == 202               # a success: ignored
+    gh.redeliver(REPO, good.id, completed.id)                                                 # GitHub's "Redeliver"
+    assert len(delivered(gh, good.id, failed.id, "completed", count=2)) == 2
 
     run = triage_run_for(api, failed.id)                                # the trigger started triage of that run
     assert run["parameters"]["repository"] == REPO and run["parameters"]["environment"] == "production"
     assert run["parameters"]["requested_by"] == "github:webhook"
-    assert run["parameters"]["alert"]["source"] == "github"
+    assert run["parameters"]["alert"]["labels"]["delivery"] == completed.guid
     settle(api)
     assert len(events_for_run(api, failed.id)) == 1 and events_for_run(api, passed.id) == []
 

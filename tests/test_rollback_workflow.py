@@ -102,7 +102,7 @@ def test_a_second_rollback_while_one_runs_is_refused_and_the_incident_issue_has_
                          inputs={"confirm": "ROLLBACK PRODUCTION", "reason": "first", "correlation_id": "first"})
     gh.begin(running.id)
     alert = AlertContext(source="alertmanager", name="KubePodCrashLooping", fingerprint="f00d", severity="warning")
-    gh.faults.add(verb="create", path="*/issues", status=502, times=1)       # the issue's POST is retried
+    gh.lost_answers.add(verb="create", path="*/issues", status=502, times=1)  # created; the answer is lost
     for _ in range(2):                                                       # the alert fires twice
         with pytest.raises(GuardRefused, match=f"is in_progress .*/actions/runs/{running.id}"):
             rollback(alert=alert)
