@@ -39,7 +39,7 @@ from plans.plan import Change
 from plans.record import Check, RunRecord
 from plans.trigger import AlertContext
 from tasks.github.issues import comment_issue, open_issue
-from tasks.github.runs import cancel_workflow_run, rerun_failed_jobs, wait_for_run
+from tasks.github.runs import cancel_workflow_run, read_workflow_run, rerun_failed_jobs, wait_for_run
 from tasks.github.workflows import Dispatch
 
 NO_UNDO_RERUN = "a re-run cannot be taken back; it only repeats the failed jobs once"
@@ -143,10 +143,16 @@ def _unstick(run: Runbook, triage: TriagePlan, gh: Github, repository: str, stuc
         gh, repository=repository, run_id=stuck_run.id), no_undo=NO_UNDO_CANCEL)
     dispatched = run.apply(change, lambda: dispatch_again(gh, repository=repository, stuck=stuck_run),
                            undo=lambda d: cancel_workflow_run(gh, repository=repository, run_id=d.run_id),
-                           undo_text=f"cancel the run dispatched again for {stuck_run.id}")
+                           undo_text=f"cancel the run dispatched again for {stuck_run.id}",
+                           verify_undo=lambda d: [_ended(read_workflow_run(gh, repository=repository, run_id=d.run_id))])
     run.evidence(f"stuck run {stuck_run.id} cancelled; dispatched again as run {dispatched.run_id} "
                  f"({dispatched.run_url})")
     return dispatched
+
+
+def _ended(again: RunFacts) -> Check:
+    return Check(name=f"run {again.id} ended", passed=again.status == "completed",
+                 detail=f"{again.status} {again.conclusion or ''}".strip())
 
 
 def _checks(reruns: dict[int, RunFacts], failures: list[Failure], actions: list[IssueAction],

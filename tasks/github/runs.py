@@ -1,13 +1,15 @@
 """GitHub Actions workflow runs and their jobs: list, read, job logs, re-run failed jobs, cancel, wait.
 
 Reads first, then the mutating actions, which take `dry_run`. Every call goes through `tasks.calls.call`
-(the taxonomy, rate limits waited out up to a cap, retries in the run's log). Repositories are opened
-lazily (`get_repo(..., lazy=True)`): knowing the name is enough to build every URL, so no call is spent.
+(the taxonomy, rate limits waited out up to a cap, retries in the run's log). The client is lazy: knowing a
+repository's name is enough to build every URL under it, so no call is spent opening it. Facts are built from
+the JSON the server sent (PyGithub's `_rawData`), so reading them never triggers a completing GET.
 """
 from __future__ import annotations
 
 import datetime as dt
 import time
+import urllib.error
 import urllib.request
 
 from github import Github
@@ -41,10 +43,8 @@ def run_url(gh: Github, repository: str, run_id: int) -> str:
     return f"{repo_of(gh, repository).url}/actions/runs/{run_id}"
 
 
-
-
 def run_facts(run: WorkflowRun | dict) -> RunFacts:
-    raw = run if isinstance(run, dict) else run._rawData   # what the server sent, without a completing GET
+    raw = run if isinstance(run, dict) else run._rawData
     return RunFacts(id=raw["id"], name=raw.get("name") or "", display_title=raw.get("display_title") or "",
                     workflow_id=raw.get("workflow_id") or 0, path=raw.get("path") or "",
                     head_branch=raw.get("head_branch"), head_sha=raw.get("head_sha") or "", event=raw.get("event") or "",
@@ -100,8 +100,8 @@ def list_run_jobs(gh: Github, *, repository: str, run_id: int) -> list[JobFacts]
 
 @task(name="read_job_log", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
 def read_job_log(gh: Github, *, repository: str, job_id: int) -> str:
-    """A job's log. GitHub answers 302 to a signed, short-lived URL that is fetched without the token
-    (sending it there would leak it to the blob store)."""
+    """A job's log (its last MAX_LOG_BYTES: the error is at the end). GitHub answers 302 to a signed,
+    short-lived URL that is fetched without the token (sending it there would leak it to the blob store)."""
     def fetch() -> str:
         job = WorkflowJob(gh.requester, {}, {"url": f"{repo_of(gh, repository).url}/actions/jobs/{job_id}",
                                              "id": job_id}, completed=False)
@@ -109,7 +109,10 @@ def read_job_log(gh: Github, *, repository: str, job_id: int) -> str:
         request = urllib.request.Request(location, headers={"User-Agent": "runbooks"})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:     # noqa: S310 - URL from GitHub
-                return response.read(MAX_LOG_BYTES).decode("utf-8", "replace")
+                data = b""
+                while chunk := response.read(1 << 16):
+                    data = (data + chunk)[-MAX_LOG_BYTES:]
+                return data.decode("utf-8", "replace")
         except urllib.error.HTTPError as exc:
             if exc.code in (403, 404, 410):       # the signed URL expired: ask GitHub for a fresh one
                 raise TransientError(f"job {job_id} log URL answered {exc.code}") from exc
