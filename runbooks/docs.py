@@ -55,7 +55,9 @@ def render(name: str) -> str:
     lines.append(f"- Prefect UI: deployment `{flow.name}/{name}`, Run, Custom run; or `runbooks run {name} {required}`.")
     for schedule in entry.get("schedules") or []:
         params = ", ".join(f"{k}={v}" for k, v in schedule.get("parameters", {}).items())
-        lines.append(f"- Schedule `{schedule['slug']}`: `{schedule['cron']}` {schedule.get('timezone', 'UTC')} ({params}).")
+        inactive = " Inactive until enabled in prefect.yaml." if schedule.get("active") is False else ""
+        lines.append(f"- Schedule `{schedule['slug']}`: `{schedule['cron']}` {schedule.get('timezone', 'UTC')} "
+                     f"({params}).{inactive}")
     for trigger in entry.get("triggers") or []:
         source = ("GitHub's signed `workflow_run` webhook (the receiver's `POST /webhooks/github`)"
                   if all(e.startswith("runbooks.github.") for e in trigger["expect"])

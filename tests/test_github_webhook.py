@@ -123,3 +123,17 @@ def test_unsigned_or_malformed_deliveries_are_refused_and_never_logged_with_the_
         "X-GitHub-Event": "ping", "X-Hub-Signature-256": hub_signature(SECRET, b"{}")})
     assert ping.status_code == 202 and ping.json()["outcome"] == "ignored"
     assert SECRET not in caplog.text
+
+
+def test_triage_deployment_has_a_described_form_an_inactive_schedule_and_its_trigger(triage_armed):
+    from prefect.client.orchestration import get_client
+    with get_client(sync_client=True) as prefect:
+        deployment = prefect.read_deployment(triage_armed)
+        [schedule] = prefect.read_deployment_schedules(deployment.id)
+        [automation] = prefect.read_automations_by_name("github-starts-ci-failure-triage")
+    schema = deployment.parameter_openapi_schema
+    assert schema["required"] == ["environment", "repository", "requested_by"]        # no default target
+    assert all(spec.get("description") for spec in schema["properties"].values())
+    assert schedule.slug == "hourly-triage-payments-api" and not schedule.active
+    assert automation.trigger.expect == {EVENT}
+    assert automation.actions[0].parameters["run_id"]["__prefect_kind"] == "json"     # an integer, not a string
