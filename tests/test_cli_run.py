@@ -60,7 +60,7 @@ def test_failed_run_exits_one_with_a_message_not_a_traceback(demo_sandbox, cli_e
 
 
 @pytest.mark.parametrize("args, message", [
-    (["nope"], "unknown runbook 'nope'; allowed: emergency-rollback"),
+    (["nope"], "unknown runbook 'nope'; allowed: "),        # then every runbook's name, sorted
     ([*RUN, "--set", "servce=x"], "unknown parameter 'servce'; allowed:"),
     ([*RUN, "--set", "service"], "--set expects KEY=VALUE"),
     (["emergency-rollback", "--set", "environment=staging"], "missing required parameter(s): service, requested_by"),
