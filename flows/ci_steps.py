@@ -85,7 +85,8 @@ def reported_already(gh: Github, *, repository: str, failures: list[Failure]
     return fresh, existing
 
 
-def dispatch_again(gh: Github, *, repository: str, stuck: RunFacts) -> Dispatch:
+def dispatch_again(gh: Github, *, repository: str, stuck: RunFacts, run_details: bool) -> Dispatch:
     """Dispatch a stuck run's workflow again on its branch (after it was cancelled)."""
     return dispatch_workflow(gh, repository=repository, workflow=stuck.workflow_file, ref=stuck.head_branch or "",
-                             inputs={}, correlation_id=f"redispatch-{stuck.id}", since=dt.datetime.now(dt.timezone.utc))
+                             inputs={}, correlation_id=f"redispatch-{stuck.id}", since=dt.datetime.now(dt.timezone.utc),
+                             run_details=run_details)

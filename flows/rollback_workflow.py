@@ -68,7 +68,8 @@ def rollback_through_workflow(run: Runbook, apps: AppsV1Api, core: CoreV1Api, ta
     def dispatch() -> Dispatch:
         refuse_if_running(run, repository, workflow)        # again: time passed at the gate
         return dispatch_workflow(run.github, repository=repository, workflow=workflow.workflow, ref=workflow.ref,
-                                 inputs=inputs, correlation_id=correlation_id, since=since)
+                                 inputs=inputs, correlation_id=correlation_id, since=since,
+                                 run_details=run.environment.github.run_details)
     sent = run.apply(change, dispatch, no_undo=NO_UNDO)
     started = find_dispatched_run(run.github, repository=repository, dispatch=sent, since=since)
     run.evidence(f"rollback workflow run {started.id}: {started.html_url}")

@@ -30,7 +30,8 @@ def estate(demo_sandbox, gh, tmp_path, monkeypatch):
     service = {**DEMO_SERVICES["payments-api"], "github_repo": REPO, "github": {"rollback_workflow": {
         "workflow": WORKFLOW, "inputs": {"confirm": "ROLLBACK PRODUCTION"}, "reason_input": "reason",
         "correlation_input": "correlation_id", "timeout_seconds": 30}}}
-    path = write_catalog(demo_sandbox, tmp_path, "staging", github=connection(gh).model_dump(exclude_none=True),
+    github = {**connection(gh).model_dump(exclude_none=True), "run_details": False}   # 204: found by correlation id
+    path = write_catalog(demo_sandbox, tmp_path, "staging", github=github,
                          services={**DEMO_SERVICES, "payments-api": service})
     monkeypatch.setenv("RUNBOOKS_CATALOG", str(path))
     monkeypatch.setenv("GITHUB_TOKEN", gh.config.token)
@@ -74,6 +75,7 @@ def test_dispatches_the_workflow_follows_its_own_run_and_verifies_the_service(es
     player.join(timeout=5)
     assert record.outcome == "succeeded", record.timeline
     [dispatch] = [e for e in gh.requests.writes() if e.path.endswith("/dispatches")]
+    assert dispatch.status == 204 and "return_run_details" not in dispatch.body     # no run id from the server
     assert dispatch.body["inputs"] == {"confirm": "ROLLBACK PRODUCTION", "reason": "crash loop after 1.5.0",
                                        "correlation_id": f"rollback-{record.run_id}"}
     ours = [r for r in gh.repo(REPO).runs.values() if r.inputs.get("correlation_id") == f"rollback-{record.run_id}"]

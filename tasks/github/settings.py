@@ -33,6 +33,9 @@ class GitHubConnection(_Strict):
     token_secret: str | None = Field(None, description="Prefect Secret block holding a token")
     app: GitHubApp | None = None
     seconds_between_writes: float = Field(1.0, ge=0, description="GitHub asks integrators to pace writes")
+    run_details: bool = Field(True, description="ask a workflow dispatch for its run's id (`return_run_details`); "
+                              "false for a GitHub Enterprise Server that refuses the key: the run is then found "
+                              "by its correlation id")
 
     @field_validator("base_url")
     @classmethod

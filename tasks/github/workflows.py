@@ -48,7 +48,8 @@ def list_active_runs(gh: Github, *, repository: str, workflow: str) -> list[RunF
 
 @task(name="dispatch_workflow", cache_policy=NO_CACHE)      # retried inside, looking first: see create_once
 def dispatch_workflow(gh: Github, *, repository: str, workflow: str, ref: str, inputs: dict[str, str],
-                      correlation_id: str, since: dt.datetime, dry_run: bool = False) -> Dispatch:
+                      correlation_id: str, since: dt.datetime, run_details: bool = True,
+                      dry_run: bool = False) -> Dispatch:
     """Dispatch the workflow on `ref` with `inputs` (which carry `correlation_id`). Safe to retry: before a
     retry, a run carrying the correlation id (the earlier try went through) is taken instead of a second one.
     A 422 (a ref that is not a branch or tag, an input the workflow does not declare) is a PermanentError
@@ -59,7 +60,7 @@ def dispatch_workflow(gh: Github, *, repository: str, workflow: str, ref: str, i
     url = f"{repo_of(gh, repository).url}/actions/workflows/{workflow}/dispatches"
 
     def create() -> Dispatch:
-        data = post(gh, url, {"ref": ref, "inputs": inputs, "return_run_details": True})
+        data = post(gh, url, {"ref": ref, "inputs": inputs, **({"return_run_details": True} if run_details else {})})
         return Dispatch(changed=True, dry_run=False, run_id=data.get("workflow_run_id"),
                         run_url=data.get("html_url") or "", **base)
 
