@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/sandbox_api.py
 	$(PY) benchmarks/rollback.py
 	$(PY) benchmarks/github.py
+	$(PY) benchmarks/certificates.py
+	$(PY) benchmarks/scaling.py
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache

@@ -17,7 +17,9 @@ Why these outcomes, in this order (first that applies wins):
   is retried after an operator repairs the record.
 - `started`: an event is posted; the deployment trigger in prefect.yaml starts the run.
 
-Decisions and the post happen under one lock, so racing deliveries still start one run per object.
+Decisions and the post happen under one lock, so racing deliveries still start one run per object: the
+process's lock, and the state store's session (deployments/receiver_state.py), which in PostgreSQL is a
+transaction holding a lock per object shared by every replica of the receiver.
 """
 from __future__ import annotations
 
@@ -26,7 +28,6 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Callable, Literal
 
 from pydantic import BaseModel
@@ -38,6 +39,7 @@ from tasks.journal import UnreadableJournal
 
 from .alerts import Alert
 from .prefect_api import FINAL_STATES, PrefectApi
+from .receiver_state import Accepted, MemoryState, Posted, StateView
 from .rules import Ignored, RuleSet, Start, resolve
 
 log = logging.getLogger("runbooks.receiver")
@@ -59,13 +61,6 @@ class Outcome(BaseModel):
     target: str | None = None
     pod: str | None = None
     event_id: str | None = None
-
-
-@dataclass(frozen=True)
-class _Posted:
-    fingerprint: str
-    at: float                   # monotonic, for the window
-    wall: dt.datetime           # for matching the run's expected start time
 
 
 def alert_context(alert: Alert) -> dict:
@@ -94,26 +89,33 @@ class AlertDispatcher:
     """Decides each alert's outcome and posts the accepted ones as one batch of events.
 
     State (when each fingerprint started a run, which events await their run) is recorded only after
-    Prefect accepted the events, so a failed post leaves the alert startable by the sender's retry.
+    Prefect accepted the events, so a failed post leaves the alert startable by the sender's retry. It
+    lives in `state`: the process's memory by default, PostgreSQL when replicas share it.
     """
 
     def __init__(self, rules: RuleSet, catalog: Catalog, api: PrefectApi, *,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
-                 pending_seconds: float = PENDING_SECONDS) -> None:
+                 pending_seconds: float = PENDING_SECONDS, state=None) -> None:
         self.rules, self.catalog, self.api = rules, catalog, api
-        self.clock, self.wall_clock, self.pending_seconds = clock, wall_clock, pending_seconds
+        self.wall_clock, self.pending_seconds = wall_clock, pending_seconds
+        self.state = state or MemoryState(pending_seconds=pending_seconds, horizon=self.horizon(rules),
+                                          clock=clock, wall_clock=wall_clock)
         self._lock = threading.Lock()
-        self._fingerprints: dict[tuple[str, str], float] = {}
-        self._posted: dict[str, list[_Posted]] = {}
-        self._horizon = max(rule.dedupe_seconds for rule in rules.rules)
+
+    @staticmethod
+    def horizon(rules: RuleSet) -> float:
+        """How long a started alert must be remembered: the longest dedupe window of any rule."""
+        return max(rule.dedupe_seconds for rule in rules.rules)
 
     def dispatch(self, alerts: list[Alert]) -> list[Outcome]:
-        with self._lock:
-            now = self.clock()
+        prepared = [(alert, *self._prepare(alert)) for alert in alerts]
+        keys = [start.key for _, _, start in prepared if start is not None]
+        with self._lock, self.state.session(keys) as view:
             outcomes, events, accepted = [], [], []
-            for alert in alerts:
-                outcome, start = self._decide(alert, now, accepted)
+            for alert, outcome, start in prepared:
+                if start is not None:
+                    outcome, start = self._decide(view, alert, outcome, start, accepted)
                 if start is not None:
                     event = alert_event(alert, start)
                     outcome.event_id = event["id"]
@@ -122,14 +124,15 @@ class AlertDispatcher:
                 outcomes.append(outcome)
             if events:
                 self.api.post(events)      # raises: nothing recorded, nothing logged as started
-                self._record(accepted, now)
+                view.record([Accepted(a.source, a.fingerprint, s.key) for a, s in accepted])
         for outcome in outcomes:
             log.info("alert %s %s fingerprint=%s: %s%s", outcome.source, outcome.alert, outcome.fingerprint,
                      outcome.outcome, f" ({outcome.reason})" if outcome.reason else
                      f" {outcome.runbook} on {outcome.target} event={outcome.event_id}")
         return outcomes
 
-    def _decide(self, alert: Alert, now: float, accepted: list[tuple[Alert, Start]]) -> tuple[Outcome, Start | None]:
+    def _prepare(self, alert: Alert) -> tuple[Outcome, Start | None]:
+        """What the rules make of an alert alone (no state read): its outcome so far, and the run it asks for."""
         base = dict(alert=alert.name, source=alert.source, fingerprint=alert.fingerprint)
         rule = self.rules.first_match(alert)
         if rule is None:
@@ -141,24 +144,26 @@ class AlertDispatcher:
         start = resolve(rule, alert, self.catalog)
         if isinstance(start, Ignored):
             return Outcome(**base, outcome="ignored", reason=start.reason), None
-        base.update(target=start.target, pod=start.pod or None)
-        key = (alert.source, alert.fingerprint)
-        if key in {(a.source, a.fingerprint) for a, _ in accepted} or (
-                now - self._fingerprints.get(key, -1e18) < rule.dedupe_seconds):
-            return Outcome(**base, outcome="duplicate",
-                           reason=f"this alert started a run less than {rule.dedupe_seconds}s ago"), None
+        return Outcome(**base, outcome="started", target=start.target, pod=start.pod or None), start
+
+    def _decide(self, view: StateView, alert: Alert, outcome: Outcome, start: Start,
+                accepted: list[tuple[Alert, Start]]) -> tuple[Outcome, Start | None]:
+        rule = start.rule
+        if (alert.source, alert.fingerprint) in {(a.source, a.fingerprint) for a, _ in accepted} or (
+                view.started_within(alert.source, alert.fingerprint, rule.dedupe_seconds)):
+            return _held(outcome, "duplicate", f"this alert started a run less than {rule.dedupe_seconds}s ago")
         if start.key in {s.key for _, s in accepted}:
-            return Outcome(**base, outcome="in-flight", reason=f"another alert of this delivery starts a run on "
-                                                               f"{start.target}; retry later"), None
+            return _held(outcome, "in-flight", f"another alert of this delivery starts a run on {start.target}; "
+                                               "retry later")
         try:
-            held = self._cooldown(start) or self._in_flight(start, now)
+            held = self._cooldown(start) or self._in_flight(view, start)
         except UnreadableJournal as exc:
             log.error("change records of %s are unreadable: %s", start.target, exc)
-            return Outcome(**base, outcome="blocked", reason=f"{exc}; nothing was started (fail closed): delete "
-                                                             "that artifact version in the Prefect UI"), None
+            return _held(outcome, "blocked", f"{exc}; nothing was started (fail closed): delete that artifact "
+                                             "version in the Prefect UI")
         if held is not None:
-            return Outcome(**base, outcome=held[0], reason=held[1]), None
-        return Outcome(**base, outcome="started"), start
+            return _held(outcome, *held)
+        return outcome, start
 
     def _cooldown(self, start: Start) -> tuple[str, str] | None:
         """('cooldown', why) when the object was changed within the rule's cooldown (change records)."""
@@ -174,11 +179,11 @@ class AlertDispatcher:
         return "cooldown", (f"{start.target} was changed by run {last.run} ({last.runbook}) {max(age, 0):.0f}s ago, "
                             f"at {at.isoformat()}; cooldown of {start.rule.cooldown_seconds}s")
 
-    def _in_flight(self, start: Start, now: float) -> tuple[str, str] | None:
+    def _in_flight(self, view: StateView, start: Start) -> tuple[str, str] | None:
         """('in-flight', why) when a run on the same object has not finished, or its event's run has not
         appeared yet."""
         wall = self.wall_clock()
-        posted = [p for p in self._posted.get(start.key, ()) if now - p.at < self.pending_seconds]
+        posted = view.posted(start.key)
         since = wall - dt.timedelta(seconds=self.pending_seconds + 5)
         runs = [run for run in self.api.runs(start.rule.runbook, started_after=since) if self._names(run, start.key)]
         for run in runs:
@@ -187,30 +192,24 @@ class AlertDispatcher:
                                      f"{start.rule.runbook} on {start.target} has not finished; retry later")
         for post in posted:
             if not any(_started_by(run, post, wall) for run in runs):
-                return "in-flight", (f"a run on {start.target} was requested {now - post.at:.0f}s ago (alert "
+                return "in-flight", (f"a run on {start.target} was requested {post.age:.0f}s ago (alert "
                                      f"{post.fingerprint}) and has not appeared yet; retry later")
         return None
 
     def _names(self, run: dict, key: str) -> bool:
-        """Whether a run's parameters name the object (through any catalog entry for it)."""
+        """Whether a run's parameters name the object (through any catalog entry for it): a `service`, or a
+        typed `target` that names one (scale-service)."""
         parameters = run.get("parameters") or {}
+        target = parameters.get("target")
+        service = parameters.get("service") or (target.get("service") if isinstance(target, dict) else None)
         try:
-            return self.catalog.deployment_target(str(parameters.get("environment")),
-                                                  str(parameters.get("service"))).key == key
+            return self.catalog.deployment_target(str(parameters.get("environment")), str(service)).key == key
         except RunbookError:
             return False
 
-    def _record(self, accepted: list[tuple[Alert, Start]], now: float) -> None:
-        wall = self.wall_clock()
-        for alert, start in accepted:
-            self._fingerprints[(alert.source, alert.fingerprint)] = now
-            self._posted.setdefault(start.key, []).append(_Posted(alert.fingerprint, now, wall))
-        for key in [k for k, t in self._fingerprints.items() if now - t > self._horizon]:
-            del self._fingerprints[key]
-        for key in list(self._posted):
-            self._posted[key] = [p for p in self._posted[key] if now - p.at < self.pending_seconds]
-            if not self._posted[key]:
-                del self._posted[key]
+
+def _held(outcome: Outcome, kind: str, reason: str) -> tuple[Outcome, None]:
+    return outcome.model_copy(update={"outcome": kind, "reason": reason}), None
 
 
 def _live(run: dict, wall: dt.datetime) -> bool:
@@ -223,7 +222,7 @@ def _live(run: dict, wall: dt.datetime) -> bool:
     return True
 
 
-def _started_by(run: dict, post: _Posted, wall: dt.datetime) -> bool:
+def _started_by(run: dict, post: Posted, wall: dt.datetime) -> bool:
     """Whether the run is the one a posted event asked for: it carries the alert, or it is a real (not dry,
     not scheduled for later) run due since the post."""
     parameters = run.get("parameters") or {}

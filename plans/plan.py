@@ -7,7 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tasks.errors import PermanentError
+
 from .targets import Target
+
+
+class PlanningError(PermanentError):
+    """The request cannot be planned (a value out of range, a paused Deployment, a forbidden revision, no room):
+    nothing is changed, and the message names the limit."""
 
 
 class Change(BaseModel):
@@ -28,6 +35,7 @@ class Plan(BaseModel):
     changes: list[Change] = Field(default_factory=list)
     noop_reason: str | None = None    # set when there is nothing to do, and why
     evidence: list[str] = Field(default_factory=list)   # what the decision rests on, shown at the gate
+    escalation: str | None = None     # why this plan needs the next approval level (e.g. its blast radius)
 
     @property
     def is_noop(self) -> bool:
@@ -45,6 +53,8 @@ class Plan(BaseModel):
             lines += [f"| {c.resource} | {c.field} | `{c.before}` | `{c.after}` |" for c in self.changes]
         else:
             lines.append(f"No change: {self.noop_reason or 'already in the desired state'}")
+        if self.escalation:
+            lines += ["", f"**Approval raised one level**: {self.escalation}."]
         if self.evidence:
             lines += ["", "Evidence:", *[f"- {e}" for e in self.evidence]]
         return "\n".join(lines)

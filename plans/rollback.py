@@ -25,15 +25,11 @@ from tasks.errors import PermanentError, TargetNotFound
 
 from .kubernetes import (DeploymentState, PodState, Revision, describe_images, readiness_by_revision,
                          rollback_annotations, rollout_status, without_hash)
-from .plan import Change, Plan
+from .plan import Change, Plan, PlanningError
 from .targets import DeploymentTarget
 from .trigger import Trigger
 
 RUNBOOK = "emergency-rollback"
-
-
-class PlanningError(PermanentError):
-    """The request cannot be planned (paused Deployment, unknown or forbidden revision): nothing is changed."""
 
 
 class RollbackDecision(BaseModel):

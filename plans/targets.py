@@ -60,6 +60,15 @@ class DeploymentTarget(_Target):
     deployment: str
 
 
+class HpaTarget(_Target):
+    """A catalog service's HorizontalPodAutoscaler (its bounds are what a scaling run changes)."""
+    _object_kind, _name_field, _label = "HorizontalPodAutoscaler", "hpa", "{environment}/{service} HPA"
+    kind: Literal["hpa"] = "hpa"
+    service: str
+    namespace: str
+    hpa: str
+
+
 class NodePoolTarget(_Target):
     """An AKS agent pool (`cluster` is the managed cluster's resource id)."""
     _object_kind, _name_field, _label = "AgentPool", "pool", "{environment}/node pool {pool}"
@@ -82,6 +91,14 @@ class CertificateTarget(_Target):
     certificate: str
 
 
+class CertificateSetTarget(_Target):
+    """The cert-manager Certificates of one environment's namespaces on one cluster, renewed as one approved
+    plan. `scope` names those namespaces (not the catalog environment), so the key is what is changed."""
+    _object_kind, _name_field, _label = "CertificateSet", "scope", "{environment}/certificates ({scope})"
+    kind: Literal["certificate-set"] = "certificate-set"
+    scope: str = Field(description="which namespaces: 'every namespace', 'namespaces a, b', ...")
+
+
 class RepositoryTarget(_Target):
     """A GitHub repository (`cluster` is the GitHub host, e.g. github.com)."""
     _object_kind, _name_field, _label = "Repository", "repository", "{environment}/{repository}"
@@ -89,7 +106,8 @@ class RepositoryTarget(_Target):
     repository: str = Field(description="owner/name")
 
 
-Target = Annotated[Union[DeploymentTarget, NodePoolTarget, NodeTarget, CertificateTarget, RepositoryTarget],
+Target = Annotated[Union[DeploymentTarget, HpaTarget, NodePoolTarget, NodeTarget, CertificateTarget, RepositoryTarget,
+                         CertificateSetTarget],
                    Field(discriminator="kind")]
 
 

@@ -14,6 +14,11 @@ RUNBOOKS_PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NO
 for _name, _value in RUNBOOKS_PREFECT_DEFAULTS.items():
     os.environ.setdefault(_name, _value)
 
+from sandbox.azure.env import azure_identity_env  # noqa: E402
+
+# The sandbox's Azure identity (RUNBOOKS_AZURE_*), as DefaultAzureCredential reads it (sandbox/azure/env.py).
+os.environ.update(azure_identity_env(os.environ))
+
 from .sandbox_cmd import add_sandbox_parser
 
 

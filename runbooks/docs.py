@@ -45,9 +45,10 @@ def render(name: str) -> str:
              "## Prerequisites", "", doc["Prerequisites"], "", f"Blast radius: {doc['Blast radius']}", "",
              "## Parameters", "", "| name | type | default | description |", "|---|---|---|---|"]
     for param, spec in schema.properties.items():
-        kind = spec.get("type") or " or ".join(t.get("type", "?") for t in spec.get("anyOf", []))
+        kind = spec.get("type") or " or ".join(t.get("type") or t.get("$ref", "?").rsplit("/", 1)[-1]
+                                               for t in spec.get("anyOf", []))
         default = "required" if param in schema.required else f"`{spec.get('default')!r}`"
-        lines.append(f"| `{param}` | {kind} | {default} | {spec.get('description', '')} |")
+        lines.append(f"| `{param}` | {kind} | {default} | {' '.join(spec.get('description', '').split())} |")
     lines += ["", "## Procedure", "", doc["Procedure"], "", "## Verification", "", doc["Verification"], "",
               "## Rollback", "", doc["Rollback"], "", "## Post-Incident", "", doc["Post-incident"], "",
               "## How it starts", ""]

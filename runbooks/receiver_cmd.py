@@ -11,6 +11,10 @@ It needs PREFECT_API_URL and a shared secret, or both kinds:
                                 ts=$(date +%s); sig=$(printf 'v1:%s:%s' "$ts" "$body" |
                                   openssl dgst -sha256 -hmac "$KEY" -r | cut -d' ' -f1)
                                 curl -H "X-Runbooks-Timestamp: $ts" -H "X-Runbooks-Signature: v1=$sig" ...
+Its memory of which alerts started runs (dedupe) and which runs are about to appear (in flight) is the
+process's own unless RUNBOOKS_RECEIVER_DATABASE_URL (postgresql://user:password@host:port/db) names a
+PostgreSQL: then a restarted receiver, and every replica behind one Service, share it (schema
+runbooks_receiver). `runbooks up --database` sets it.
 It binds to loopback unless --allow-remote: anyone who can reach it can start runbooks with a valid
 secret, so exposing it is a deliberate choice. SIGTERM or Ctrl-C stops it cleanly. Exit code 2 for bad
 configuration, before it listens.
@@ -31,6 +35,8 @@ import logging
 import signal
 import sys
 import threading
+
+STATE_ENV = "RUNBOOKS_RECEIVER_DATABASE_URL"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -87,11 +93,15 @@ def run_receiver(args: argparse.Namespace) -> int:
     if isinstance(github, str):
         return _refuse(github)
     try:
-        server = ReceiverServer(AlertDispatcher(rules, catalog, events), credentials, host=args.host, port=args.port,
-                                github=github)
+        state = shared_state(rules)
+    except Exception as exc:             # noqa: BLE001 - any failure here is a configuration error, said once
+        return _refuse(str(exc))
+    try:
+        dispatcher = AlertDispatcher(rules, catalog, events, state=state)
+        server = ReceiverServer(dispatcher, credentials, host=args.host, port=args.port, github=github)
     except OSError as exc:
         return _refuse(f"cannot listen on {args.host}:{args.port}: {exc}")
-    return _serve(server, events, rule_count=len(rules.rules), api_url=api_url)
+    return _serve(server, events, rule_count=len(rules.rules), api_url=api_url, state=dispatcher.state)
 
 
 def _github_webhooks(catalog, events):
@@ -109,7 +119,32 @@ def _github_webhooks(catalog, events):
         return str(exc)
 
 
-def _serve(server, events, *, rule_count: int, api_url: str) -> int:
+def shared_state(rules):
+    """PostgresState when RUNBOOKS_RECEIVER_DATABASE_URL is set (its password registered for redaction and
+    never printed), else None: the dispatcher keeps its state in memory."""
+    import os
+
+    from deployments.dispatch import PENDING_SECONDS, AlertDispatcher
+    from deployments.receiver_state import PostgresState
+    from runbooks.database import DatabaseUrlError, plain_url, redacted
+    from tasks.redaction import register_secret
+
+    url = os.environ.get(STATE_ENV)
+    if not url:
+        return None
+    try:
+        url = plain_url(url)
+    except DatabaseUrlError as exc:
+        raise ValueError(f"{STATE_ENV}: {exc}") from None
+    from urllib.parse import urlsplit
+    if urlsplit(url).password:
+        register_secret(urlsplit(url).password)
+    state = PostgresState(url, pending_seconds=PENDING_SECONDS, horizon=AlertDispatcher.horizon(rules))
+    print(f"runbooks receiver: shared state in PostgreSQL {redacted(url)}", flush=True)
+    return state
+
+
+def _serve(server, events, *, rule_count: int, api_url: str, state) -> int:
     """Run until SIGTERM/SIGINT; the handler only sets a flag, the main thread does the shutdown."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -122,6 +157,7 @@ def _serve(server, events, *, rule_count: int, api_url: str) -> int:
     finally:
         server.stop()
         events.close()
+        state.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print("runbooks receiver: stopped", flush=True)

@@ -5,6 +5,8 @@ import importlib
 
 RUNBOOKS = {
     "emergency-rollback": "flows.rollback:emergency_rollback",
+    "certificate-renewal": "flows.certificates:certificate_renewal",
+    "scale-service": "flows.scaling:scale_service",
     "ci-failure-triage": "flows.ci_triage:ci_failure_triage",
 }
 

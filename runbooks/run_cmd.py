@@ -96,9 +96,14 @@ def validate(runbook, params: dict[str, str]) -> dict:
     hints = typing.get_type_hints(runbook.fn)
     validated = {}
     for name, value in params.items():
+        adapter = TypeAdapter(hints.get(name, str))
         try:
-            validated[name] = TypeAdapter(hints.get(name, str)).validate_strings(value) \
-                if not isinstance(value, dict) else TypeAdapter(hints[name]).validate_python(value)
+            if isinstance(value, dict):
+                validated[name] = adapter.validate_python(value)
+            elif hints.get(name, str) is not str and value.lstrip().startswith("{"):
+                validated[name] = adapter.validate_json(value)          # a typed object: --set 'target={...}'
+            else:
+                validated[name] = adapter.validate_strings(value)
         except ValidationError as exc:
             first = exc.errors()[0]
             raise ValueError(f"parameter {name!r}: {first.get('msg')} (got {value!r})") from None
@@ -107,8 +112,9 @@ def validate(runbook, params: dict[str, str]) -> dict:
         print(f"catalog: {catalog.source}", file=sys.stderr)
         if "environment" in validated:
             catalog.environment(validated["environment"])
-        if "service" in validated and "environment" in validated:
-            catalog.service(validated["environment"], validated["service"])
+        service = validated.get("service") or getattr(validated.get("target"), "service", None)
+        if service and "environment" in validated:
+            catalog.service(validated["environment"], service)
     except (CatalogError, TargetNotFound) as exc:
         raise ValueError(str(exc)) from None
     return validated

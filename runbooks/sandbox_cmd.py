@@ -94,7 +94,13 @@ def write_files(sandbox: Sandbox, directory: Path, azure: "AzureSandbox | None" 
     env = directory / "env"
     env.unlink(missing_ok=True)
     kubeconfig = sandbox.write_kubeconfig(directory / "kubeconfig").resolve()
-    catalog = write_demo_catalog(directory / "catalog.yaml", kubeconfig).resolve()
+    production = None
+    if azure is not None:
+        from sandbox.azure.local import credentials_in
+        from sandbox.catalog import aks_cluster
+        production = aks_cluster(credentials_in(azure, directory), azure.config.resource_group,
+                                 azure.config.cluster_name)
+    catalog = write_demo_catalog(directory / "catalog.yaml", kubeconfig, production_cluster=production).resolve()
     lines = [f"export KUBECONFIG={shlex.quote(str(kubeconfig))}",
              f"export RUNBOOKS_CATALOG={shlex.quote(str(catalog))}",
              f"export SANDBOX_URL={shlex.quote(sandbox.url)}"]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from . import database
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STOP_SECONDS = {"serve": 60}    # the runner lets runs finish (15 s), then gives stopped ones 30 s to undo
 QUICK_FAILURE_SECONDS = 30      # a child that dies sooner than this after a (re)start counts as a quick failure
@@ -44,6 +46,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="the estate to act on (default: $RUNBOOKS_CATALOG; neither: the sandbox's demo estate)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="do not start the sandbox even when no catalog is given")
+    parser.add_argument("--database", metavar="URL", default=os.environ.get(database.ENV),
+                        help=f"PostgreSQL for the Prefect server and the receiver's shared state, "
+                             f"postgresql://user:password@host:port/db (default: ${database.ENV}, which keeps the "
+                             "password out of the process list; neither: Prefect's own SQLite in DIR/prefect)")
     parser.set_defaults(func=run_up)
 
 
@@ -179,6 +185,12 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     for name, port in (("--prefect-port", args.prefect_port), ("--receiver-port", args.receiver_port)):
         if not _port_free("127.0.0.1", port):
             return f"port {port} ({name}) is in use; pick another with {name}"
+    if args.database:
+        try:
+            database.parse(args.database)
+        except database.DatabaseUrlError as exc:
+            return str(exc)
+        return database.unreachable(args.database)
     return None
 
 
@@ -221,7 +233,7 @@ def start_all(sup: Supervisor, args: argparse.Namespace, directory: Path) -> dic
            # leases on disk: a server restart must not leave a runbook's lock held forever
            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASE_STORAGE,
            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")}
-    for stale in ("KUBECONFIG", "SANDBOX_URL", "RUNBOOKS_CATALOG"):
+    for stale in ("KUBECONFIG", "SANDBOX_URL", "RUNBOOKS_CATALOG", database.ENV):
         env.pop(stale, None)
     if os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
         env["PREFECT_API_AUTH_STRING"] = os.environ["PREFECT_SERVER_API_AUTH_STRING"]
@@ -239,8 +251,12 @@ def start_all(sup: Supervisor, args: argparse.Namespace, directory: Path) -> dic
         env.update(_read_env(sandbox_dir / "env"))
         port = env["SANDBOX_URL"].rsplit(":", 1)[1]
         next(c for c in sup.children if c.proc is sandbox).args += ["--port", port]   # a restart keeps its address
+    server_env, receiver_db = dict(env), {}
+    if args.database:       # the URL carries a password: only the server and the receiver get it
+        server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = database.prefect_url(args.database)
+        receiver_db["RUNBOOKS_RECEIVER_DATABASE_URL"] = database.plain_url(args.database)
     sup.start("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host", args.host,
-                                 "--port", str(args.prefect_port)], env)
+                                 "--port", str(args.prefect_port)], server_env)
     sup.wait_until("the Prefect server", lambda: _healthy(f"{api_url}/health"), 180)
     serve_started = time.time() - 1.0              # the server's clock may trail ours a little
     sup.start("serve", cli + ["serve"], env)
@@ -248,7 +264,7 @@ def start_all(sup: Supervisor, args: argparse.Namespace, directory: Path) -> dic
     if not token_file.exists():
         token_file.write_text(secrets.token_urlsafe(32))
         token_file.chmod(0o600)
-    receiver_env = {**env, "RUNBOOKS_RECEIVER_TOKEN": token_file.read_text().strip()}
+    receiver_env = {**env, **receiver_db, "RUNBOOKS_RECEIVER_TOKEN": token_file.read_text().strip()}
     sup.start("receiver", cli + ["receiver", "--port", str(args.receiver_port)], receiver_env)
     sup.wait_until("the alert receiver", lambda: _healthy(f"http://127.0.0.1:{args.receiver_port}/healthz"), 60)
     sup.wait_until("the served deployments and their alert triggers",
@@ -308,6 +324,9 @@ def print_summary(args: argparse.Namespace, env: dict[str, str], directory: Path
         f"  Prefect API:     {api}",
         f"  alert receiver:  {receiver}/alerts/{{alertmanager,azure-monitor,grafana}}  "
         f"(bearer token in {directory / 'receiver-token'})",
+        f"  database:        "
+        + (f"PostgreSQL {database.redacted(args.database)}   (the server's and the receiver's state)"
+           if args.database else f"SQLite in {directory / 'prefect'}   (one machine; --database for PostgreSQL)"),
         f"  catalog:         {env.get('RUNBOOKS_CATALOG', '(none)')}"
         + ("   (the sandbox's demo estate)" if sandbox else "   (your estate)"),
     ]

@@ -30,6 +30,7 @@ from .errors import ApprovalRejected, ApprovalTimedOut
 EventSink = Callable[[str, str], None]
 POLL_SECONDS = 1          # Prefect's default is 10 s: an approver would wait that long for the run to move
 _NEEDED = {"one": 1, "two": 2}
+_NEXT = {"auto": "one", "one": "two", "two": "two"}
 APPROVALS_KEY = "approvals-so-far"
 
 
@@ -42,6 +43,11 @@ class ApprovalInput(RunInput):
     reason: str = Field("", description="why; required by habit for rejections, shown in the run report")
     plan_digest: str = Field(
         description="the digest of the plan you reviewed; leave the pre-filled value unless you reviewed another")
+
+
+def raised(policy: ApprovalPolicy) -> ApprovalPolicy:
+    """The next approval level (auto -> one -> two; two is the top), for one plan that needs more."""
+    return policy.model_copy(update={"policy": _NEXT[policy.policy]})
 
 
 def request_approval(plan: Plan, *, policy: ApprovalPolicy, requested_by: str,

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from plans.targets import DeploymentTarget, RepositoryTarget
+from plans.scaling import ScalingPolicy
+from plans.targets import DeploymentTarget, HpaTarget, NodePoolTarget, RepositoryTarget
 
 from .errors import CatalogError, TargetNotFound
 from .github.settings import GitHubConnection, ServiceGitHub, check_repository
@@ -59,17 +60,63 @@ class InClusterCluster(_Strict):
         return "in-cluster"
 
 
+# Azure's clouds: (Resource Manager endpoint, Entra ID authority host). Real users run sovereign clouds.
+AZURE_CLOUDS = {"public": ("https://management.azure.com", "login.microsoftonline.com"),
+                "china": ("https://management.chinacloudapi.cn", "login.chinacloudapi.cn"),
+                "usgovernment": ("https://management.usgovcloudapi.net", "login.microsoftonline.us")}
+# The Entra application every AKS-managed AAD cluster's API server accepts tokens for (what kubelogin asks for).
+AKS_AAD_SERVER_APP = "6dae42f8-4368-4678-94ff-3960e28e3630"
+
+
 class AksCluster(_Strict):
-    """An AKS cluster: credentials come from ARM (`listClusterUserCredential`) with DefaultAzureCredential."""
+    """An AKS cluster by subscription, resource group and name. ARM and Entra ID come from its cloud (or an
+    explicit endpoint and authority: sovereign clouds, Azure Stack, the sandbox's stand-in); credentials from
+    DefaultAzureCredential; Kubernetes access from the cluster's user credentials (`listClusterUserCredential`),
+    with an Entra token for the AKS server application when the cluster is AAD-enabled."""
     kind: Literal["aks"] = "aks"
-    subscription_id: str
-    resource_group: str
-    name: str
+    subscription_id: str = Field(min_length=1)
+    resource_group: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    cloud: Literal["public", "china", "usgovernment"] = Field(
+        "public", description="which Azure cloud: its ARM endpoint and Entra authority")
+    arm_endpoint: str | None = Field(None, description="ARM's https URL, instead of the cloud's")
+    authority: str | None = Field(None, description="Entra ID authority (https URL or host), instead of the cloud's")
+    ca_bundle: str | None = Field(None, description="PEM file trusted for ARM and Entra ID (a private CA)")
+    aad_server_app_id: str = Field(AKS_AAD_SERVER_APP, description="the API server's Entra application (AAD "
+                                   "clusters): the scope of the Kubernetes token, as kubelogin's --server-id")
+    operation_poll_seconds: float = Field(5.0, gt=0, description="how often to poll a long-running ARM "
+                                          "operation when ARM's answer carries no Retry-After")
+
+    @field_validator("arm_endpoint", "authority")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        """azure-core sends bearer tokens over TLS only; a host alone means https."""
+        if value is None:
+            return None
+        url = value.rstrip("/") if "://" in value else f"https://{value.strip('/')}"
+        if not url.startswith("https://"):
+            raise ValueError(f"{value!r} must be an https URL (Azure SDKs send tokens over TLS only)")
+        return url
 
     def identity(self) -> str:
         """The managed cluster's ARM resource id (case-insensitive in ARM, so lower-cased)."""
         return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/"
                 f"Microsoft.ContainerService/managedClusters/{self.name}").lower()
+
+    def arm_url(self) -> str:
+        return self.arm_endpoint or AZURE_CLOUDS[self.cloud][0]
+
+    def arm_scope(self) -> str:
+        """The token scope for ARM: its endpoint's `.default` (management.azure.com/.default in public Azure)."""
+        return f"{self.arm_url()}/.default"
+
+    def authority_url(self) -> str:
+        return self.authority or f"https://{AZURE_CLOUDS[self.cloud][1]}"
+
+    @property
+    def custom_authority(self) -> bool:
+        """An authority no Azure cloud knows: MSAL must not ask login.microsoftonline.com to validate it."""
+        return self.authority_url() not in {f"https://{host}" for _, host in AZURE_CLOUDS.values()}
 
 
 Cluster = KubeconfigCluster | InClusterCluster | AksCluster
@@ -122,6 +169,13 @@ class Service(_Strict):
         return self
 
 
+class CertificatePolicy(_Strict):
+    """How the certificate-renewal runbook treats this environment's TLS certificates."""
+    renew_within_days: int = Field(30, gt=0, description="renew a certificate that expires within this many days")
+    owner: str = Field("the environment's platform team", min_length=1,
+                       description="who must act on a certificate the runbook cannot renew (no cert-manager Certificate)")
+
+
 class Environment(_Strict):
     cluster: Cluster = Field(discriminator="kind")
     approval: ApprovalPolicy = ApprovalPolicy()
@@ -131,6 +185,8 @@ class Environment(_Strict):
     production: bool = False
     notifications: tuple[Notification, ...] = ()
     services: dict[str, Service] = {}
+    certificates: CertificatePolicy = CertificatePolicy()
+    scaling: ScalingPolicy = ScalingPolicy()
     github: GitHubConnection | None = Field(None, description="GitHub or GHES and its credentials; without it, "
                                             "no runbook calls GitHub in this environment")
 
@@ -176,6 +232,25 @@ class Catalog(_Strict):
         env, svc = self.environment(environment), self.service(environment, service)
         return DeploymentTarget(environment=environment, cluster=env.cluster.identity(), service=service,
                                 namespace=svc.namespace, deployment=svc.deployment)
+
+    def hpa_target(self, environment: str, service: str, hpa: str) -> HpaTarget:
+        """The HorizontalPodAutoscaler `hpa` of a catalog service, as the object it is."""
+        target = self.deployment_target(environment, service)
+        return HpaTarget(environment=environment, cluster=target.cluster, service=service,
+                         namespace=target.namespace, hpa=hpa)
+
+    def node_pool_target(self, environment: str, pool: str) -> NodePoolTarget:
+        """An agent pool of the environment's AKS cluster (keyed by the cluster's ARM resource id).
+
+        Raises:
+            CatalogError: the environment's cluster is not an AKS cluster.
+        """
+        cluster = self.environment(environment).cluster
+        if not isinstance(cluster, AksCluster):
+            aks = sorted(n for n, e in self.environments.items() if isinstance(e.cluster, AksCluster))
+            raise CatalogError(f"environment {environment!r} is on a {cluster.kind} cluster, not an AKS cluster (kind: "
+                               f"aks), so it has no node pools; environments on AKS: {', '.join(aks) or '(none)'}")
+        return NodePoolTarget(environment=environment, cluster=cluster.identity(), pool=pool)
 
     def repository_target(self, environment: str, repository: str) -> tuple[RepositoryTarget, list[str]]:
         """A repository some service of the environment names, and those services (their CI settings)."""

@@ -46,6 +46,15 @@ class ConflictError(RunbookError):
     """Someone else changed the object, or another operation on it is in flight (409, 412)."""
 
 
+class OperationFailed(PermanentError):
+    """An Azure long-running operation ended Failed or Canceled after its write was accepted; `code` is ARM's
+    error code (QuotaExceeded, PodDrainFailure, ...). The write may be partly in place: undo it."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class CatalogError(RunbookError):
     """The catalog is missing or invalid."""
 

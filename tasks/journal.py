@@ -48,8 +48,9 @@ class JournalEntry(BaseModel):
         return Step(change=self.change, status=self.status, undo=self.undo, no_undo=self.no_undo, detail=self.detail)
 
 
-def journal(entry: JournalEntry, *, flow_run_id: UUID | None) -> None:
-    """Append one entry to the object's change history (linked to the run, when there is one)."""
+def journal(entry: JournalEntry, *, flow_run_id: UUID | None, also: list[str] = ()) -> None:
+    """Append one entry to the object's change history (linked to the run, when there is one), and to the
+    histories of the objects keyed `also` (those the change moves through it)."""
     metadata = {"run": entry.run, "runbook": entry.runbook, "step": str(entry.step), "status": entry.status,
                 "at": entry.at.isoformat(), "target": entry.target.model_dump_json(),
                 "change": entry.change.model_dump_json(), "undo": entry.undo or "", "no_undo": entry.no_undo or "",
@@ -57,11 +58,12 @@ def journal(entry: JournalEntry, *, flow_run_id: UUID | None) -> None:
     data = (f"`{entry.target.label}` ({entry.target.resource}): step {entry.step} **{entry.status}** by run "
             f"`{entry.run}` ({entry.runbook}) at {entry.at.isoformat()}: {entry.change.describe()}")
     with get_client(sync_client=True) as client:
-        client.create_artifact(ArtifactCreate(
-            key=change_record_key(entry.target.key), type="markdown", data=data, metadata_=metadata,
-            description=f"Changes to {entry.target.resource} on {entry.target.cluster}, newest first; the "
-                        "runbooks' cooldown guard and alert receiver read them.",
-            flow_run_id=flow_run_id))
+        for key in (entry.target.key, *also):
+            client.create_artifact(ArtifactCreate(
+                key=change_record_key(key), type="markdown", data=data, metadata_=metadata,
+                description=f"Changes to {entry.target.resource} on {entry.target.cluster}, newest first; the "
+                            "runbooks' cooldown guard and alert receiver read them.",
+                flow_run_id=flow_run_id))
 
 
 def _entry(metadata: dict | None) -> JournalEntry | None:

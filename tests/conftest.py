@@ -74,3 +74,26 @@ def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL per test session (per xdist worker): Debian's binaries, a temporary data directory,
+    a free loopback port. Skipped only where the binaries are absent, and never in CI (.ci/run installs them)."""
+    from tests.postgres import APT_HINT, PostgresServer, server_binaries
+    if server_binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {APT_HINT}")
+        pytest.skip(f"PostgreSQL server binaries are not installed: {APT_HINT}")
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_database(postgres, request):
+    """A fresh database on the session's PostgreSQL, named after the test; returns its URL."""
+    import re
+    import uuid
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    return postgres.create_database(name)

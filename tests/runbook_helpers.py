@@ -21,12 +21,14 @@ POLICIES = {"production": {"policy": "one", "timeout_seconds": 60},
             "staging": {"policy": "auto"}, "frozen": {"policy": "auto"}}
 
 
-def write_catalog(sandbox: Sandbox, directory: Path, environment: str = "staging", **overrides: Any) -> Path:
+def write_catalog(sandbox: Sandbox, directory: Path, environment: str = "staging", *, token: str | None = None,
+                  **overrides: Any) -> Path:
     """A catalog with one environment on the sandbox's demo services: `production` (one approver),
     `prod-two` (two), `staging` (auto) or `frozen` (auto, inside a freeze window now); `overrides`
     replace its fields. One environment per catalog: two entries for the same Deployments with different
-    policies are refused by the catalog (one would bypass the other's guards)."""
-    kubeconfig = sandbox.write_kubeconfig(directory / "kubeconfig")
+    policies are refused by the catalog (one would bypass the other's guards). `token`: the runbooks reach
+    the cluster as that ServiceAccount token (sandbox.issue_token), held to RBAC; default: the admin."""
+    kubeconfig = sandbox.write_kubeconfig(directory / "kubeconfig", token=token)
     env = {"cluster": {"kind": "kubeconfig", "kubeconfig": str(kubeconfig), "context": "sandbox"},
            "cooldown_seconds": 0, "verify_timeout_seconds": 60, "services": DEMO_SERVICES,
            "approval": POLICIES[environment]}

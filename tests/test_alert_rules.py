@@ -197,3 +197,27 @@ def test_shipped_rules_load_against_the_example_catalog():
     """catalog.yaml (a real estate's shape) has every environment the shipped rules map to."""
     from tasks.catalog import load_catalog
     assert load_rules(catalog=load_catalog(Path(__file__).parent.parent / "catalog.yaml")).rules
+
+
+def test_sustained_cpu_saturation_starts_a_scale_up_of_the_service_within_its_bounds(catalog):
+    """The shipped CPU saturation rule finds the service; the deployment trigger in prefect.yaml renders the
+    event into a typed scale-up request, as Prefect's automation hydrates it."""
+    from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
+
+    from deployments.dispatch import alert_event
+    from deployments.serve import declared_deployments
+    from plans.scaling import ScaleUp
+
+    alert = Alert(source="alertmanager", name="DeploymentCPUSaturated", status="firing", severity="warning",
+                  fingerprint="cpu1", labels={"cluster": "aks-platform-prod", "namespace": "checkout",
+                                              "deployment": "checkout-web"})
+    start = resolve(load_rules(catalog=catalog).first_match(alert), alert, catalog)
+    assert isinstance(start, Start) and start.rule.runbook == "scale-service"
+    assert (start.target, start.parameters["percent"]) == ("production/checkout-web", "50")
+    assert start.key == catalog.deployment_target("production", "checkout-web").key
+    trigger = next(d for d in declared_deployments() if d["name"] == "scale-service")["triggers"][0]
+    assert trigger["expect"] == ["runbooks.alert.scale-service"]
+    event = alert_event(alert, start)
+    params = hydrate(trigger["parameters"], HydrationContext(render_jinja=True, jinja_context={"event": event}))
+    assert ScaleUp.model_validate(params["target"]) == ScaleUp(service="checkout-web", percent=50)
+    assert params["alert"]["fingerprint"] == "cpu1"

@@ -13,6 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.states import Cancelling
 
+from runbooks.registry import RUNBOOKS
 from tests.runbook_helpers import release, wait_for_paused_run, wait_healthy, write_catalog
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -60,7 +61,7 @@ def test_failed_run_exits_one_with_a_message_not_a_traceback(demo_sandbox, cli_e
 
 
 @pytest.mark.parametrize("args, message", [
-    (["nope"], "unknown runbook 'nope'; allowed: "),        # then every runbook's name, sorted
+    (["nope"], "unknown runbook 'nope'; allowed: " + ", ".join(sorted(RUNBOOKS))),
     ([*RUN, "--set", "servce=x"], "unknown parameter 'servce'; allowed:"),
     ([*RUN, "--set", "service"], "--set expects KEY=VALUE"),
     (["emergency-rollback", "--set", "environment=staging"], "missing required parameter(s): service, requested_by"),

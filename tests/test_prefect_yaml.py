@@ -15,7 +15,7 @@ from prefect.settings import PREFECT_API_URL
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")     # `prefect deploy --all` once per module: the tests only read what it registered
 def deployed(prefect_harness):
     with get_client(sync_client=True) as prefect:
         try:
@@ -74,3 +74,35 @@ def test_alert_trigger_is_registered_as_an_automation(deployed):
     assert action.parameters["service"] == "{{ event.payload.parameters.service }}"   # rendered per event
     assert set(action.parameters) == {"service", "environment", "reason", "requested_by", "pod", "alert"}
     assert action.parameters["alert"]["__prefect_kind"] == "json"                     # a typed AlertContext
+
+
+def test_certificate_renewal_has_a_form_and_a_daily_run_per_environment(deployed):
+    from deployments.serve import declared_deployments
+    from tasks.catalog import EXAMPLE_CATALOG, load_catalog
+
+    with get_client(sync_client=True) as prefect:
+        deployment = prefect.read_deployment_by_name("certificate-renewal/certificate-renewal")
+        held = {s.slug: s for s in prefect.read_deployment_schedules(deployment.id)}
+    schema = deployment.parameter_openapi_schema
+    assert schema["required"] == ["environment", "requested_by"] and deployment.parameters == {}
+    assert all(spec.get("description") for spec in schema["properties"].values())
+    declared = next(d for d in declared_deployments() if d["name"] == "certificate-renewal")["schedules"]
+    assert {s["parameters"]["environment"] for s in declared} == set(load_catalog(EXAMPLE_CATALOG).environments)
+    assert {slug: (s.schedule.cron, s.parameters["environment"]) for slug, s in held.items()} == {
+        s["slug"]: (s["cron"], s["parameters"]["environment"]) for s in declared}
+    assert all(s.parameters.get("dry_run") is None for s in held.values())      # daily runs renew
+
+
+def test_scale_service_has_a_typed_target_form_and_an_alert_trigger(deployed):
+    with get_client(sync_client=True) as prefect:
+        deployment = prefect.read_deployment_by_name("scale-service/scale-service")
+        [automation] = prefect.read_automations_by_name("alert-starts-scale-service")
+    schema = deployment.parameter_openapi_schema
+    assert schema["required"] == ["environment", "requested_by", "target"]
+    kinds = {schema["definitions"][ref["$ref"].rsplit("/", 1)[-1]]["properties"]["kind"]["const"]
+             for ref in schema["properties"]["target"]["anyOf"]}
+    assert kinds == {"replicas", "hpa", "node-pool", "node-pool-autoscaler", "scale-up"}
+    assert all(schema["properties"][name].get("description") for name in schema["properties"])
+    assert deployment.enforce_parameter_schema is True and deployment.parameters == {}
+    assert automation.trigger.expect == {"runbooks.alert.scale-service"}
+    assert automation.actions[0].parameters["target"]["__prefect_kind"] == "json"

@@ -1,8 +1,15 @@
-"""The emergency-rollback runbook end to end: a real flow under Prefect, the real client, the sandbox."""
+"""The emergency-rollback runbook end to end: a real flow under Prefect, the real client, the sandbox.
+
+Every run reaches the sandbox as the `runbooks` ServiceAccount under the shipped RBAC (the `runbooks`
+ClusterRole, aggregated from deployments/kubernetes/rbac/*.yaml), which the sandbox enforces: a call the
+rollback's own ClusterRole does not grant fails the test that made it, and the last test fails when a grant
+of that ClusterRole was never used (tests/rbac_helpers.py).
+"""
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 
@@ -15,10 +22,12 @@ from prefect.logging.handlers import APILogHandler
 from flows.rollback import emergency_rollback
 from plans.trigger import AlertContext
 from sandbox.server import DEMO_MANIFESTS
-from tasks.errors import (ApprovalRejected, ApprovalTimedOut, CatalogError, GuardRefused, PermanentError,
-                          TargetNotFound)
+from tasks.errors import (AccessDenied, ApprovalRejected, ApprovalTimedOut, CatalogError, GuardRefused,
+                          PermanentError, TargetNotFound, VerificationFailed)
 from tasks.gate_answer import answer_gate
 from tests.conftest import start_sandbox
+from tests.rbac_helpers import (apply_shipped, assert_every_grant_used, calls, describe, rbac_ledger,  # noqa: F401
+                                 runbooks_token, shipped, without)
 from tests.runbook_helpers import (answered_at_gate, apps_api, release, run_in_thread, wait_healthy,
                                    write_catalog)
 
@@ -27,14 +36,19 @@ from .sandbox.kubectl_helpers import Kubectl, kubectl_binary
 GOOD = "ghcr.io/example/payments-api:1.4.2"
 BAD = "ghcr.io/example/payments-api:1.5.0-crashloop"
 SERVES_500S = "ghcr.io/example/payments-api:1.5.0"          # Ready, but (in the story) answers 500s
+RBAC_ROLE = "runbooks-emergency-rollback"                   # deployments/kubernetes/rbac/emergency-rollback.yaml
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.fixture
-def catalog(demo_sandbox, tmp_path, monkeypatch):
-    """Point RUNBOOKS_CATALOG at a one-environment catalog for the demo sandbox: catalog("production")."""
+def catalog(demo_sandbox, tmp_path, monkeypatch, runbooks_token):
+    """Point RUNBOOKS_CATALOG at a one-environment catalog for the demo sandbox: catalog("production"). The
+    runbook's kubeconfig carries the runbooks ServiceAccount's token, held to the shipped RBAC."""
+    token = runbooks_token(demo_sandbox)
+
     def use(environment: str = "staging", **overrides) -> None:
-        monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(demo_sandbox, tmp_path, environment, **overrides)))
+        monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(demo_sandbox, tmp_path, environment, token=token,
+                                                                 **overrides)))
     use("staging")
     return use
 
@@ -270,11 +284,11 @@ def test_same_end_state_with_20_percent_of_api_calls_failing(estate):
     assert any("transient API error" in log.message for log in logs)
 
 
-def test_no_token_reaches_logs_or_artifacts(tmp_path, monkeypatch):
-    token = "sbx-" + os.urandom(12).hex()
-    sandbox = start_sandbox(manifests=(DEMO_MANIFESTS,), token=token)
+def test_no_token_reaches_logs_or_artifacts(tmp_path, monkeypatch, runbooks_token):
+    sandbox = start_sandbox(manifests=(DEMO_MANIFESTS,), token="sbx-" + os.urandom(12).hex())    # an admin token too
     try:
-        monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(sandbox, tmp_path)))
+        token = runbooks_token(sandbox)
+        monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(sandbox, tmp_path, token=token)))
         wait_healthy(sandbox)
         release(sandbox, BAD)
         state = emergency_rollback(service="payments-api", environment="staging", requested_by="alice",
@@ -309,3 +323,45 @@ def test_a_pod_named_by_an_alert_must_belong_to_the_service(estate):
     record = rollback(pod=ours)
     assert record.outcome == "succeeded"
     assert any("belongs to deployment payments/payments-api" in e.message for e in record.timeline)
+
+
+def test_a_rollback_that_does_not_verify_fails_with_next_steps_and_the_recent_events(demo_sandbox, catalog):
+    """Restoring a revision that crash-loops too never completes its rollout: the run fails verification,
+    says what to do next and shows the Deployment's recent events as evidence."""
+    wait_healthy(demo_sandbox)
+    release(demo_sandbox, BAD)
+    also_bad = revision_of(demo_sandbox)
+    release(demo_sandbox, "ghcr.io/example/payments-api:1.5.1-crashloop")
+    catalog("staging", verify_timeout_seconds=5)
+    state = emergency_rollback(service="payments-api", environment="staging", requested_by="alice",
+                               target_revision=int(also_bad), return_state=True)
+    assert state.is_failed() and "exceeded its progress deadline" in state.message
+    with get_client(sync_client=True) as prefect:
+        artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    [report] = [a.data for a in artifacts if a.description == "Run report"]
+    assert "FAIL rollout complete" in report
+    assert re.search(r"event (Normal|Warning) \w+ (deployment|replicaset|pod)/payments-api", report), report
+    assert image_of(demo_sandbox) == BAD
+
+
+def test_the_shipped_rbac_without_one_grant_fails_the_rollback_with_the_servers_403(demo_sandbox, tmp_path,
+                                                                                   monkeypatch):
+    """The proof can fail: the same rollback, as the account under the shipped RBAC minus `patch deployments`."""
+    token = apply_shipped(demo_sandbox, without(shipped(), ("apps", "deployments", "patch")))
+    monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(demo_sandbox, tmp_path, token=token)))
+    wait_healthy(demo_sandbox)
+    release(demo_sandbox, BAD)
+    with pytest.raises(AccessDenied, match='deployments.apps "payments-api" is forbidden: User '
+                                           '"system:serviceaccount:runbooks:runbooks" cannot patch resource '
+                                           '"deployments" in API group "apps" in the namespace "payments"'):
+        rollback()
+    assert image_of(demo_sandbox) == BAD
+    assert [describe(d) for d in calls(demo_sandbox) if not d.allowed] == [
+        "patch deployments (group 'apps') in payments"]
+
+
+def test_every_grant_of_the_rollback_clusterrole_is_used_by_these_tests(request):
+    """A grant no test of the runbook uses is one it may not need: too wide until a test shows otherwise.
+    Last in the module (pytest-xdist's loadfile keeps a module on one worker, in order)."""
+    assert_every_grant_used(request)

@@ -23,8 +23,8 @@ from plans.plan import Change, Plan
 from plans.record import RunRecord, Step
 from plans.targets import Target
 from plans.trigger import AlertContext, Trigger
-from tasks.approval import request_approval
-from tasks.catalog import Catalog, Environment, load_catalog
+from tasks.approval import raised, request_approval
+from tasks.catalog import AksCluster, Catalog, Environment, load_catalog
 from tasks.errors import CatalogError, GuardRefused, PermanentError, RunbookError, VerificationFailed
 from tasks.guards import check_cooldown, check_freeze
 from tasks.journal import JournalEntry, journal
@@ -76,6 +76,9 @@ class Runbook:
         self._stack = ExitStack()
         self._kubernetes = None
         self._github = None
+        self._azure = None
+        self._credential = None
+        self._also: list[Target] = []
 
     # -- entering and leaving ----------------------------------------------------------------------
 
@@ -142,20 +145,36 @@ class Runbook:
                             emergency_override=self.record.emergency_override, dry_run=self.dry_run)
         if note:
             self.record.note("preflight", note)
-        if not self.dry_run:
-            self._stack.enter_context(target_lock(target, wait_seconds=LOCK_WAIT_SECONDS, runbook=self.name,
-                                                  run_id=self.run_id))
-            if cooldown:
-                check_cooldown(target, cooldown_seconds=self.environment.cooldown_seconds, now=_now())
+        self._lock_and_cool(target, cooldown=cooldown)
         self.record.note("preflight", f"{target.resource} on {target.cluster} ({target.label})")
         return target
 
+    def guard_also(self, other: Target) -> Target:
+        """Guard a second object the change moves, found by the first reads (an HPA, found from the
+        Deployment it scales, whose bounds move that Deployment's replicas): it is locked and cooled down
+        too, and every step is journaled under it as well, so its history and cooldowns see the change."""
+        if self.record.target is None:
+            raise RuntimeError("guard_also() after guard(): the run's own target comes first")
+        self._also.append(other)
+        self._lock_and_cool(other)
+        self.record.note("preflight", f"the change moves {other.resource} too ({other.label})")
+        return other
+
+    def _lock_and_cool(self, target: Target, *, cooldown: bool = True) -> None:
+        if self.dry_run:
+            return
+        self._stack.enter_context(target_lock(target, wait_seconds=LOCK_WAIT_SECONDS, runbook=self.name,
+                                              run_id=self.run_id))
+        if cooldown:
+            check_cooldown(target, cooldown_seconds=self.environment.cooldown_seconds, now=_now())
+
     @property
     def kubernetes(self):
-        """The environment's Kubernetes ApiClient, built once per run from the catalog."""
+        """The environment's Kubernetes ApiClient, built once per run from the catalog (an AKS cluster's
+        from its user credentials, with the run's Azure credential)."""
         if self._kubernetes is None:
             from tasks.clients import kubernetes_client
-            self._kubernetes = kubernetes_client(self.environment)
+            self._kubernetes = kubernetes_client(self.environment, credential=self._azure_credential())
             self._stack.callback(self._kubernetes.close)
         return self._kubernetes
 
@@ -168,6 +187,33 @@ class Runbook:
                 raise CatalogError(f"environment {self.environment_name!r} has no github: connection in the catalog")
             self._github = github_client(self.environment.github)
         return self._github
+
+    @property
+    def azure(self):
+        """The environment's AKS management client (ContainerServiceClient), built once per run.
+
+        Raises:
+            CatalogError: the environment's cluster is not an AKS cluster (naming the environments that are).
+        """
+        if self._azure is None:
+            from tasks.clients import arm_client
+            self._azure = arm_client(self.aks_cluster, self._azure_credential())
+            self._stack.callback(self._azure.close)
+        return self._azure
+
+    @property
+    def aks_cluster(self) -> AksCluster:
+        """The environment's AKS cluster (CatalogError naming the environments on AKS when it is not one)."""
+        self.catalog.node_pool_target(self.environment_name, "-")
+        return self.environment.cluster
+
+    def _azure_credential(self):
+        if self._credential is None and isinstance(self.environment.cluster, AksCluster):
+            from tasks.clients import azure_credential
+            self._credential = azure_credential(self.environment.cluster)
+            if hasattr(self._credential, "close"):
+                self._stack.callback(self._credential.close)
+        return self._credential
 
     def before(self, state: dict[str, Any], summary: str) -> None:
         self.record.before = state
@@ -190,10 +236,18 @@ class Runbook:
         return plan.is_noop or self.dry_run
 
     def approve(self) -> None:
-        """The approval gate: pause for the environment's policy; the answers are bound to the plan."""
+        """The approval gate: pause for the environment's policy; the answers are bound to the plan.
+
+        A plan that says why it needs more (`Plan.escalation`, e.g. a change beyond the environment's blast
+        radius) raises the policy one level for this plan alone: auto -> one, one -> two, two stays two."""
         plan = self.record.plan
+        policy = self.environment.approval
+        if plan.escalation:
+            policy = raised(policy)
+            self.record.note("approval", f"policy raised from {self.environment.approval.policy} to {policy.policy} "
+                                         f"for this plan: {plan.escalation}")
         self.record.approvals = request_approval(
-            plan, policy=self.environment.approval, requested_by=self.record.requested_by,
+            plan, policy=policy, requested_by=self.record.requested_by,
             on_event=lambda event, text: self.notify(event, text))
         self.record.note("approval", ", ".join(f"{a.decision} by {a.approver}" for a in self.record.approvals))
 
@@ -201,13 +255,22 @@ class Runbook:
 
     def apply(self, change: Change, action: Callable[[], R], *, undo: Callable[[R], Any] | None = None,
               undo_text: str = "", verify_undo: Callable[[R], list[Check]] | None = None,
-              no_undo: str | None = None, always_undo: bool = False) -> R:
+              no_undo: str | None = None, always_undo: bool = False,
+              complete: Callable[[R], Any] | None = None, interrupted: Callable[[], R] | None = None) -> R:
         """Make one change: journal it before the write, run `action`, then register its undo.
 
         Every mutating step says how it is undone (`undo`, called with what `action` returned, e.g.
         `previous_replicas=3`, and `verify_undo` to prove it) or why it is not (`no_undo`); the report
         shows which. The kernel runs the undos when verification fails, when an error escapes after the
         change, and when the run is cancelled; with `always_undo` (a drill's fault) also when it succeeded.
+
+        `complete` is for writes that take effect later (an ARM long-running operation): it waits for the
+        change `action` started, after the undo is registered, so an operation that ends Failed (or a
+        cancel during the wait) marks the step failed and its undo runs.
+
+        `interrupted` is for a write that may have landed although `action` never returned: a cancel or Ctrl-C
+        between the API accepting it and the task returning. It builds, from the plan, the result the undo
+        then runs with; the undo must read first (a no-op when the write never landed).
         """
         if (undo is None) == (no_undo is None):
             raise ValueError("apply() needs exactly one of undo= or no_undo= (why this change has no undo)")
@@ -223,19 +286,31 @@ class Runbook:
         except BaseException as exc:
             step.status, step.detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
             self._journal(number, step)
+            if interrupted is not None and undo is not None and not isinstance(exc, Exception):
+                assumed = interrupted()
+                self.undo.push(number, step, lambda: undo(assumed),
+                               (lambda: verify_undo(assumed)) if verify_undo is not None else None)
             raise
         step.status = "made" if getattr(result, "changed", True) else "not-needed"
         self.record.note("procedure", f"{change.describe()}: {step.status}")
-        self._journal(number, step)
-        if undo is not None and step.status == "made":
+        if undo is not None and step.status == "made":     # before the journal's write: a cancel may land in it
             self.undo.push(number, step, lambda: undo(result),
                            (lambda: verify_undo(result)) if verify_undo is not None else None, always=always_undo)
+        self._journal(number, step)
+        if complete is not None and step.status == "made":
+            try:
+                complete(result)
+            except BaseException as exc:
+                step.status, step.detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
+                self._journal(number, step)
+                raise
         return result
 
     def _journal(self, number: int, step: Step) -> None:
         journal(JournalEntry(run=self.record.run_id or "-", runbook=self.name, step=number, status=step.status,
                              at=_now(), target=self.record.target, change=step.change, undo=step.undo,
-                             no_undo=step.no_undo, detail=step.detail), flow_run_id=self.run_id)
+                             no_undo=step.no_undo, detail=step.detail), flow_run_id=self.run_id,
+                also=[t.key for t in self._also])
 
     # -- verification --------------------------------------------------------------------------------
 

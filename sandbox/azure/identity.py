@@ -144,7 +144,7 @@ class Identity:
                              f"(application ID URI).")
         self.tokens_issued += 1
         return {"token_type": "Bearer", "expires_in": self._lifetime, "ext_expires_in": self._lifetime,
-                "access_token": self.issue(resource[0].removesuffix(".default"))}
+                "access_token": self.issue(_audience(resource[0]))}
 
     # -- tokens --------------------------------------------------------------------------------------
 
@@ -192,13 +192,22 @@ class Identity:
             raise invalid
         return claims
 
-    def _check(self, claims: dict) -> None:
+    def accepts(self, token: str, audience: str) -> bool:
+        """Whether `token` is a live token of this tenant for `audience` (another API's check, e.g. an AAD
+        cluster's API server accepting tokens for the AKS server application)."""
+        try:
+            self._check(self._decode(token), (audience,))
+        except ArmError:
+            return False
+        return True
+
+    def _check(self, claims: dict, audiences: tuple[str, ...] | None = None) -> None:
         now = time.time()
         if claims.get("exp", 0) <= now:
             expiry, current = _arm_time(claims.get("exp", 0)), _arm_time(now)
             raise self._unauthorized("ExpiredAuthenticationToken", f"The access token expiry UTC time '{expiry}' is "
                                      f"earlier than current UTC time '{current}'.", "The access token has expired.")
-        allowed = ARM_AUDIENCES + self._extra_audiences()
+        allowed = audiences if audiences is not None else ARM_AUDIENCES + self._extra_audiences()
         if claims.get("aud") not in allowed:
             raise self._unauthorized("InvalidAuthenticationTokenAudience",
                                      f"The access token has been obtained for wrong audience or resource "
@@ -218,6 +227,13 @@ class Identity:
         challenge = (f'Bearer authorization_uri="{self._base_url()}/{self.app.tenant_id}", error="invalid_token", '
                      f'error_description="{description}"')
         return ArmError(401, code, message, headers={"WWW-Authenticate": challenge})
+
+
+def _audience(scope: str) -> str:
+    """A v1 token's `aud` for a `.default` scope: the resource URI as asked (`https://management.azure.com/`),
+    or an application id alone (`6dae42f8-...`, the AKS server application)."""
+    resource = scope.removesuffix(".default")
+    return resource if "://" in resource else resource.rstrip("/")
 
 
 def _b64(value: Any) -> str:

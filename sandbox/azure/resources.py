@@ -93,6 +93,7 @@ class ManagedCluster:
     etag: str = field(default_factory=new_etag)
     tags: dict[str, str] = field(default_factory=dict)
     certificates_rotated: list[str] = field(default_factory=list)   # when each rotation finished (RFC 3339)
+    aad: bool = False                  # AKS-managed Entra ID integration: Kubernetes logins with Entra tokens
 
     @property
     def id(self) -> str:
@@ -144,7 +145,14 @@ class ManagedCluster:
                                    "dnsServiceIP": "10.0.0.10", "outboundType": "loadBalancer",
                                    "loadBalancerSku": "standard", "ipFamilies": ["IPv4"]},
                 "servicePrincipalProfile": {"clientId": "msi"},
-                "oidcIssuerProfile": {"enabled": False}}
+                "oidcIssuerProfile": {"enabled": False}, **self._aad_profile()}
+
+    def _aad_profile(self) -> dict:
+        """As ManagedClustersGet.json writes an AKS-managed AAD cluster's profile."""
+        if not self.aad:
+            return {}
+        return {"aadProfile": {"managed": True, "enableAzureRBAC": True, "adminGroupObjectIDs": [],
+                               "tenantID": self.tenant_id}}
 
 
 def _guid(*parts: str) -> str:

@@ -33,6 +33,8 @@ from .resources import AgentPool, ManagedCluster
 if TYPE_CHECKING:
     from ..kubernetes.server import Sandbox
 
+AKS_SERVER_APP = "6dae42f8-4368-4678-94ff-3960e28e3630"     # the AKS AAD server application's id
+AZURE_CLI_CLIENT = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"   # the public client kubelogin logs in as
 _FAULT_MESSAGES = {
     500: ("InternalServerError", "Encountered internal server error. Diagnostic information: injected fault."),
     502: ("BadGateway", "The gateway did not receive a valid response from 'Microsoft.ContainerService'."),
@@ -65,6 +67,7 @@ class AzureConfig(StandInConfig):
     node_provision_seconds: float = 90.0       # a scale set VM booting (or being reimaged) and joining
     rotation_seconds: float = 600.0            # a certificate rotation
     vcpu_quota: int = 100                      # the subscription's Total Regional vCPUs quota
+    aad: bool = False                          # the demo cluster is AAD-enabled (Entra logins to Kubernetes)
     token_lifetime: int = 3599
 
     def __post_init__(self) -> None:
@@ -115,6 +118,8 @@ class AzureSandbox(StandIn):
         self.rate_limits = arm.RateLimits()
         self.vcpu_quota = self.config.vcpu_quota
         self.nodes = KubeNodes(kubernetes, self.clock) if kubernetes is not None else None
+        if kubernetes is not None:
+            kubernetes.bearer_checks.append(self._aks_login)
         app = Application(self.config.tenant_id, self.config.client_id, self.config.client_secret, _guid())
         self.identity = Identity(app, lambda: self.url, lifetime=self.config.token_lifetime,
                                  extra_audiences=lambda: (self.url, f"{self.url}/"))
@@ -227,12 +232,12 @@ class AzureSandbox(StandIn):
 
     # -- the estate ----------------------------------------------------------------------------------
 
-    def add_cluster(self, name: str, *, resource_group: str | None = None,
-                    pools: list[AgentPool] = ()) -> ManagedCluster:
+    def add_cluster(self, name: str, *, resource_group: str | None = None, pools: list[AgentPool] = (),
+                    aad: bool = False) -> ManagedCluster:
         """A managed cluster with these pools (their Nodes are not created: describe ones that exist)."""
         group = resource_group or self.config.resource_group
         cluster = ManagedCluster(self.config.subscription_id, group, name, self.config.location,
-                                 self.config.tenant_id, tags={"environment": "sandbox"})
+                                 self.config.tenant_id, tags={"environment": "sandbox"}, aad=aad)
         for pool in pools:
             cluster.pools[pool.name] = pool
         with self.lock:
@@ -243,7 +248,7 @@ class AzureSandbox(StandIn):
     def add_demo_cluster(self) -> ManagedCluster:
         """The demo cluster, describing the attached sandbox's Nodes (else the demo manifests' Nodes)."""
         nodes = self.nodes.nodes() if self.nodes is not None else demo.manifest_nodes()
-        cluster = self.add_cluster(self.config.cluster_name)
+        cluster = self.add_cluster(self.config.cluster_name, aad=self.config.aad)
         for pool in demo.describe(nodes, cluster.id):
             cluster.pools[pool.name] = pool
         return cluster
@@ -289,8 +294,24 @@ class AzureSandbox(StandIn):
             cluster_entry = dict(source["clusters"][0]["cluster"])
             server, user = cluster_entry.pop("server"), dict(source["users"][0]["user"])
         user_name = f"cluster{role.capitalize()}_{cluster.resource_group}_{cluster.name}"
+        if cluster.aad and role == "user":
+            user = kubelogin_user(self.config.tenant_id)
         return {"apiVersion": "v1",
                 "clusters": [{"cluster": {**cluster_entry, "server": server}, "name": cluster.name}],
                 "contexts": [{"context": {"cluster": cluster.name, "user": user_name}, "name": cluster.name}],
                 "current-context": cluster.name, "kind": "Config", "preferences": {},
                 "users": [{"name": user_name, "user": user}]}
+
+    def _aks_login(self, token: str) -> bool:
+        """The attached API server's check of an Entra token, when a cluster on it is AAD-enabled."""
+        return any(c.aad for c in self.clusters()) and self.identity.accepts(token, AKS_SERVER_APP)
+
+
+def kubelogin_user(tenant_id: str) -> dict:
+    """An AAD cluster's user credentials log in through kubelogin (`format=exec`), as AKS writes them."""
+    return {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": "kubelogin",
+                     "args": ["get-token", "--environment", "AzurePublicCloud", "--server-id", AKS_SERVER_APP,
+                              "--client-id", AZURE_CLI_CLIENT, "--tenant-id", tenant_id, "--login", "devicecode"],
+                     "env": None, "installHint": "kubelogin is not installed which is required to connect to "
+                                                 "AAD enabled cluster.", "interactiveMode": "IfAvailable",
+                     "provideClusterInfo": False}}

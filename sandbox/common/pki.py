@@ -49,12 +49,12 @@ def generate_ca(common_name: str = "sandbox-ca", days: int = 3650) -> KeyPair:
 
 def issue(ca: KeyPair, *, common_name: str, dns_names: list[str] | tuple[str, ...] = (),
           ip_addresses: list[str] | tuple[str, ...] = (), duration: dt.timedelta = dt.timedelta(days=90),
-          server: bool = True, client: bool = False) -> KeyPair:
-    """Sign a leaf certificate with `ca`."""
+          server: bool = True, client: bool = False, not_before: dt.datetime | None = None) -> KeyPair:
+    """Sign a leaf certificate with `ca`, valid from `not_before` (default: now) for `duration`."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     key = _key()
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = (not_before or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
     usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]

@@ -82,6 +82,8 @@ RESOURCES: tuple[ResourceType, ...] = (
                  initial_status={"desiredReplicas": 0}),
     ResourceType("batch", "v1", "jobs", "Job", True, "job", (), _ALL, subresources=(_STATUS,), generation=True,
                  initial_status={}),
+    ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress", True, "ingress", ("ing",),
+                 subresources=(_STATUS,), generation=True, initial_status={"loadBalancer": {}}),
     ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, "poddisruptionbudget",
                  ("pdb",), subresources=(_STATUS,), generation=True,
                  initial_status={"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}),

@@ -6,7 +6,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
@@ -18,6 +18,8 @@ from . import admission, errors, http, strategy
 from .api import Api
 from .controllers import ControllerManager
 from .eviction import install as install_pod_subresources
+from .ingress import IngressStandIn
+from .rbac import Authorizer
 from .resources import RESOURCES, ResourceType
 from .store import Store, copy_of
 
@@ -36,6 +38,7 @@ class SandboxConfig(StandInConfig):
     tick_seconds: float = 0.05
     bookmark_seconds: float = 10.0
     controllers: bool = True
+    ingress: bool = True                # serve each Ingress's TLS Secrets on a loopback port (ingress.py)
     manifests: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
@@ -57,8 +60,13 @@ class Sandbox(StandIn):
         self.api = Api(self.store)
         self.encoder = http.Encoder()
         self.controllers = ControllerManager(self)
+        self.rbac = Authorizer(self.store)       # enforced for tokens from issue_token() only
         install_pod_subresources(self)          # pods/eviction and pods/log
         self._pending_history: list[tuple[str, str, dict]] = []
+        self.ingress = IngressStandIn(self)
+        # Other ways in besides the static token: each takes a bearer token and says whether it is valid
+        # (an AAD-enabled AKS cluster's API server accepts Entra tokens for the AKS server application).
+        self.bearer_checks: list[Callable[[str], bool]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -69,11 +77,14 @@ class Sandbox(StandIn):
         if self.config.controllers:
             self.controllers.start()
             self._replay_release_history()
+        if self.config.ingress:
+            self.ingress.start()
         return self
 
     def stop(self) -> None:
         self.stopping.set()
         self.controllers.stop()
+        self.ingress.stop()
         self.store.close_watchers()
         self.stop_server()
 
@@ -87,6 +98,33 @@ class Sandbox(StandIn):
 
     def verb(self, request: Request) -> str:
         return http.verb(request)
+
+    def authenticate(self, request: Request) -> None:
+        """A ServiceAccount token (`issue_token`) is held to RBAC; anything else is checked as before: the admin
+        token, a bearer token one of `bearer_checks` accepts, or nothing when the sandbox has no token."""
+        sent = request.headers.get("Authorization", "")
+        user = self.rbac.user_for(sent)
+        if user is None:
+            if self.rbac.tokens and sent and sent != f"Bearer {self.config.token}" and not self._bearer_accepted(sent):
+                raise errors.ApiError(401, "Unauthorized", "Unauthorized")     # a token this server never issued
+            try:
+                return super().authenticate(request)
+            except HttpError:
+                if not self._bearer_accepted(sent):
+                    raise
+                return None
+        if request.path.startswith("/_sandbox/"):
+            raise errors.ApiError(403, "Forbidden", "the sandbox's admin endpoints take the admin token")
+        self.rbac.check(user, request)
+
+    def _bearer_accepted(self, sent: str) -> bool:
+        scheme, _, token = sent.partition(" ")
+        return scheme.lower() == "bearer" and any(check(token.strip()) for check in self.bearer_checks)
+
+    def issue_token(self, namespace: str, service_account: str) -> str:
+        """A bearer token for `system:serviceaccount:<namespace>:<service_account>`, whose every request is
+        allowed only by the Roles and ClusterRoles bound to it (sandbox/kubernetes/rbac.py)."""
+        return self.rbac.issue_token(namespace, service_account)
 
     def serve(self, request: Request, responder: Handler) -> int:
         return http.serve(self, request, responder)
@@ -176,11 +214,13 @@ class Sandbox(StandIn):
 
     # -- client configuration ----------------------------------------------------------------------
 
-    def kubeconfig(self, *, namespace: str = "default", context: str = "sandbox") -> dict:
+    def kubeconfig(self, *, namespace: str = "default", context: str = "sandbox", token: str | None = None) -> dict:
+        """A kubeconfig for the admin (the sandbox's token, if any), or for `token` (from issue_token)."""
         cluster: dict[str, Any] = {"server": self.url}
         if self.ca is not None:
             cluster["certificate-authority-data"] = base64.b64encode(self.ca.cert_pem).decode()
-        user: dict[str, Any] = {"token": self.config.token} if self.config.token else {}
+        token = token or self.config.token
+        user: dict[str, Any] = {"token": token} if token else {}
         return {"apiVersion": "v1", "kind": "Config", "preferences": {},
                 "clusters": [{"name": context, "cluster": cluster}],
                 "users": [{"name": f"{context}-admin", "user": user}],

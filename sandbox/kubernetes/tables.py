@@ -150,6 +150,16 @@ def _subjects(binding: dict, kind: str) -> str:
                      for s in binding.get("subjects") or [] if s.get("kind") == kind)
 
 
+def _ingress_hosts(ing: dict) -> str:
+    hosts = [r["host"] for r in ing["spec"].get("rules") or [] if r.get("host")]
+    return ",".join(hosts) if hosts else "*"
+
+
+def _ingress_address(ing: dict) -> str:
+    lbs = (_status(ing).get("loadBalancer") or {}).get("ingress") or []
+    return ",".join(lb.get("ip") or lb.get("hostname") or "" for lb in lbs)
+
+
 def _condition(obj: dict, kind: str) -> str:
     cond = next((c for c in _status(obj).get("conditions", []) if c["type"] == kind), None)
     return cond["status"] if cond else ""
@@ -231,6 +241,9 @@ COLUMNS: dict[str, list[Column]] = {
     "ServiceAccount": [NAME, ("Secrets", "string", 0, lambda o: len(o.get("secrets") or [])), AGE],
     "Role": [NAME, CREATED_AT], "ClusterRole": [NAME, CREATED_AT],
     "RoleBinding": BINDING, "ClusterRoleBinding": BINDING,
+    "Ingress": [NAME, ("Class", "string", 0, lambda o: o["spec"].get("ingressClassName") or "<none>"),
+                ("Hosts", "string", 0, _ingress_hosts), ("Address", "string", 0, _ingress_address),
+                ("Ports", "string", 0, lambda o: "80, 443" if o["spec"].get("tls") else "80"), AGE],
     "Certificate": [NAME, ("Ready", "string", 0, lambda o: _condition(o, "Ready")),
                     ("Secret", "string", 0, lambda o: o["spec"].get("secretName", "")), AGE],
 }

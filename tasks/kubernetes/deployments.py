@@ -106,14 +106,21 @@ class ScaleResult(BaseModel):
 
 
 @task(name="scale_deployment", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
-def scale_deployment(api: AppsV1Api, *, namespace: str, name: str, replicas: int,
+def scale_deployment(api: AppsV1Api, *, namespace: str, name: str, replicas: int, expected: int | None = None,
                      dry_run: bool = False) -> ScaleResult:
     """Set a Deployment's replica count through its `scale` subresource. Idempotent: no write when it already
-    has `replicas`."""
+    has `replicas`. With `expected` (the count the plan saw), a count changed by someone else since is
+    refused rather than overwritten. (No resourceVersion precondition: the controllers' status writes bump it
+    all the time, and an undo must not lose that race.)"""
     if replicas < 0:
         raise PermanentError(f"replicas must be 0 or more, not {replicas}")
     current = call_json(api.read_namespaced_deployment_scale, name, namespace)
     previous = int((current.get("spec") or {}).get("replicas", 0))
+    if expected is not None and previous not in (expected, replicas):
+        raise ConflictError(f"deployment {namespace}/{name} was scaled to {previous} since the plan was made "
+                            f"(it saw {expected}); re-run to re-plan")
+    if previous == replicas and expected not in (None, replicas) and not dry_run:
+        return ScaleResult(changed=True, previous_replicas=expected, replicas=replicas)   # an earlier attempt landed
     if previous == replicas or dry_run:
         return ScaleResult(changed=False, previous_replicas=previous, replicas=previous if dry_run else replicas)
     call_json(api.patch_namespaced_deployment_scale, name, namespace, {"spec": {"replicas": replicas}})

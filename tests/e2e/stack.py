@@ -56,11 +56,14 @@ class Stack:
 
 
 def start_stack(directory: Path, *, sandbox_speed: float = 10.0, timeout: float = 240,
-                extra_env: dict[str, str] | None = None) -> Stack:
+                extra_env: dict[str, str] | None = None, database: str | None = None) -> Stack:
+    """`database`: a PostgreSQL URL, passed as an operator would (RUNBOOKS_DATABASE_URL, not on argv)."""
     prefect_port, receiver_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RUNBOOKS_", "KUBECONFIG"))}
     env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
                PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL="0.5", **(extra_env or {}))
+    if database:
+        env["RUNBOOKS_DATABASE_URL"] = database
     out = open(directory / "up.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "runbooks.cli", "up", "--dir", str(directory),
                                 "--prefect-port", str(prefect_port), "--receiver-port", str(receiver_port),

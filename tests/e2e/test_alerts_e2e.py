@@ -6,6 +6,10 @@ kube-prometheus's KubePodCrashLooping for a pod of the bad release (namespace, p
 firing since after that release, as a real one would. The run receives a typed AlertContext and the pod,
 pauses at the production gate, is approved with `runbooks approve`, and completes. A resolved alert, a
 duplicate and another alert on the object just changed (cooldown from its change records) start nothing.
+The stack runs on PostgreSQL (`runbooks up --database`, the session's real PostgreSQL): the Prefect server's
+state and the receiver's are there. One stack, not one per database, to keep the suite's time: the served
+runs, shutdown and UI end-to-end tests run `make run`'s SQLite stack, and the receiver's own tests run
+against Prefect on SQLite in process; to run this module on SQLite too, add "sqlite" to the fixture's params.
 `runbooks demo-alert` does the same from the command line and prints the command that approves its run.
 """
 from __future__ import annotations
@@ -33,9 +37,13 @@ ALERTMANAGER = shutil.which("prometheus-alertmanager")
 BAD = "ghcr.io/example/payments-api:1.5.0-crashloop"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    stack = start_stack(tmp_path_factory.mktemp("stack"))
+@pytest.fixture(scope="module", params=["postgresql"])
+def stack(request, tmp_path_factory):
+    database = None
+    if request.param == "postgresql":
+        database = request.getfixturevalue("postgres").create_database(f"stack_{free_port()}")
+    stack = start_stack(tmp_path_factory.mktemp(f"stack-{request.param}"), database=database)
+    stack.database = database
     yield stack
     assert stop_stack(stack) == 0, stack.log("serve")[-3000:]
 
@@ -150,6 +158,30 @@ def test_alertmanager_alert_starts_rollback_then_resolved_duplicate_and_cooldown
     assert cooled["outcome"] == "cooldown" and run["id"] in cooled["reason"], cooled
     started_by_alerts = [r for r in rollback_runs(stack) if r["parameters"].get("alert")]
     assert [r["id"] for r in started_by_alerts] == [run["id"]], [r["parameters"] for r in started_by_alerts]
+    if stack.database:
+        assert_on_postgres(stack, run["id"])
+
+
+def assert_on_postgres(stack: Stack, run_id: str) -> None:
+    """The run is a row of PostgreSQL's flow_run table (not of a SQLite file), the receiver kept its state
+    there, and the password appears in no output or log."""
+    import asyncio
+
+    import asyncpg
+
+    async def row() -> int:
+        connection = await asyncpg.connect(stack.database)
+        try:
+            return await connection.fetchval("SELECT count(*) FROM flow_run WHERE id = $1::uuid", run_id)
+        finally:
+            await connection.close()
+    assert asyncio.run(row()) == 1
+    assert not list((stack.directory / "prefect").glob("*.db")), "no SQLite database was created"
+    assert "shared state in PostgreSQL" in stack.log("receiver")
+    password = stack.database.split(":")[2].split("@")[0]
+    logs = [stack.directory / "up.log", *(stack.directory / "logs").glob("*.log")]
+    assert "PostgreSQL postgresql://runbooks:***@127.0.0.1" in (stack.directory / "up.log").read_text()
+    assert [log.name for log in logs if password in log.read_text(errors="replace")] == []
 
 
 def test_demo_alert_prints_the_run_to_approve_and_the_printed_command_approves_it(stack):

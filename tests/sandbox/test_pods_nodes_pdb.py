@@ -181,6 +181,21 @@ def test_pod_stays_pending_when_nothing_fits_then_schedules(sb):
     assert sb.wait_for(lambda: sb.get("Pod", "db", NS)["spec"].get("nodeName")) == "n1"
 
 
+def test_scheduler_never_overcommits_requests_node_resources_fit(sb):
+    """kube-scheduler's NodeResourcesFit: requests must fit allocatable (4 CPU here) less what is bound there."""
+    for name in ("n1", "n2"):
+        node(sb, name)
+    big = {"containers": [{"name": "c", "image": "nginx:1.25", "resources": {"requests": {"cpu": "2500m"}}}]}
+    for i in range(3):
+        pod(sb, f"big{i}", **big)
+    cond = sb.wait_for(lambda: (lambda c: c if c and c["status"] == "False" else None)(
+        condition(sb.get("Pod", "big2", NS), "PodScheduled")))
+    assert cond["message"].startswith("0/2 nodes are available: 2 Insufficient cpu.")
+    assert sorted(sb.get("Pod", f"big{i}", NS)["spec"].get("nodeName") for i in range(2)) == ["n1", "n2"]
+    node(sb, "n3")                                     # room appears: it schedules
+    assert sb.wait_for(lambda: sb.get("Pod", "big2", NS)["spec"].get("nodeName")) == "n3"
+
+
 # -- kubelet ------------------------------------------------------------------------------------------
 
 def test_pod_becomes_ready(sb):

@@ -84,16 +84,20 @@ class ControllerManager:
         from .certificates import CertificateController
         from .daemonsets import DaemonSetController
         from .deployments import DeploymentController
+        from .hpa import HorizontalPodAutoscalerController
         from .jobs import JobController
         from .nodes import NodeController
         from .pdb import DisruptionController
         from .pods import Kubelet, Scheduler
+        from .rbac import ClusterRoleAggregationController
         from .replicasets import ReplicaSetController
         from .serviceaccounts import ServiceAccountController
         return [NodeController(self.sandbox), ServiceAccountController(self.sandbox),
                 DeploymentController(self.sandbox), ReplicaSetController(self.sandbox),
-                DaemonSetController(self.sandbox), JobController(self.sandbox), Scheduler(self.sandbox),
-                Kubelet(self.sandbox), DisruptionController(self.sandbox), CertificateController(self.sandbox)]
+                DaemonSetController(self.sandbox), JobController(self.sandbox),
+                HorizontalPodAutoscalerController(self.sandbox), Scheduler(self.sandbox),
+                Kubelet(self.sandbox), DisruptionController(self.sandbox), CertificateController(self.sandbox),
+                ClusterRoleAggregationController(self.sandbox)]
 
     def start(self) -> None:
         self.controllers = self.build()

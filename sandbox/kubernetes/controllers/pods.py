@@ -13,6 +13,7 @@ import time
 
 from ..store import now_rfc3339
 from . import Controller
+from .fit import NodeUsage
 from .nodes import (UNSCHEDULABLE_TAINT, condition_status, effective_taints, internal_ip, node_affinity_matches,
                     node_ready, tolerates)
 
@@ -67,12 +68,14 @@ class Scheduler(Controller):
         nodes = self.store.items(self.kind("Node"))
         load = collections.Counter(p["spec"].get("nodeName") for p in pods
                                    if p["spec"].get("nodeName") and p.get("status", {}).get("phase") not in TERMINAL)
+        usage = NodeUsage(pods)
         for pod in sorted(pending, key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"])):
-            misfits = {n["metadata"]["name"]: _misfit(pod, n) for n in nodes}
+            misfits = {n["metadata"]["name"]: _misfit(pod, n) or usage.misfit(pod, n) for n in nodes}
             fits = [n for n, why in misfits.items() if why is None]
             if fits:
                 node = min(fits, key=lambda n: (load[n], n))    # spread: fewest pods first, ties by name
                 load[node] += 1
+                usage.add(pod, node)
                 self._bind(pod, node)
             else:
                 self._unschedulable(pod, _fit_error(len(nodes), collections.Counter(misfits.values())))

@@ -1,0 +1,1 @@
+"""Azure Resource Manager tasks for AKS: one module per resource kind (managed clusters, agent pools)."""

@@ -1,0 +1,71 @@
+"""Managed clusters: read one, and its user credentials as a Kubernetes client."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import yaml
+from prefect import task
+from pydantic import BaseModel
+
+from ..calls import TASK_RETRIES, call, retry_if_transient
+from ..catalog import AksCluster
+from ..errors import CatalogError, TargetNotFound
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.mgmt.containerservice import ContainerServiceClient
+    from kubernetes.client import ApiClient
+
+
+class ClusterState(BaseModel):
+    """What the runbooks need of a managed cluster: which one it is, whether it is healthy, how to log in."""
+    id: str
+    name: str
+    location: str
+    kubernetes_version: str
+    provisioning_state: str
+    power_state: str
+    aad: bool                      # AAD-enabled: Kubernetes logins take an Entra token for the AKS server app
+    pools: list[str]
+
+
+@task(name="get_cluster", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
+def get_cluster(client: "ContainerServiceClient", *, resource_group: str, name: str) -> ClusterState:
+    """Read a managed cluster; a missing one is named with the clusters that do exist."""
+    try:
+        raw = call(client.managed_clusters.get, resource_group, name).as_dict()
+    except TargetNotFound as exc:
+        raise TargetNotFound(f"AKS cluster {resource_group}/{name} not found; clusters in the subscription: "
+                             f"{_cluster_names(client)}") from exc
+    props = raw.get("properties") or {}
+    return ClusterState(id=raw["id"], name=raw["name"], location=raw.get("location", ""),
+                        kubernetes_version=props.get("currentKubernetesVersion") or props.get("kubernetesVersion", ""),
+                        provisioning_state=props.get("provisioningState", ""),
+                        power_state=(props.get("powerState") or {}).get("code", ""),
+                        aad=bool(props.get("aadProfile")),
+                        pools=[p["name"] for p in props.get("agentPoolProfiles") or []])
+
+
+def _cluster_names(client: "ContainerServiceClient") -> str:
+    try:
+        found = [f"{c.id.split('/')[4]}/{c.name}" for c in call(lambda: list(client.managed_clusters.list()))]
+    except Exception:                # noqa: BLE001 - only to enrich the message
+        return "(could not be listed)"
+    return ", ".join(sorted(found)) or "(none)"
+
+
+@task(name="cluster_kubernetes_client", retry_condition_fn=retry_if_transient, **TASK_RETRIES)
+def cluster_kubernetes_client(client: "ContainerServiceClient", cluster: AksCluster,
+                              credential: "TokenCredential") -> "ApiClient":
+    """The cluster's user credentials (`listClusterUserCredential`) as a Kubernetes client; on an AAD-enabled
+    cluster its logins carry Entra tokens for the API server's application from `credential`."""
+    from ..clients import client_from_kubeconfig
+    try:
+        result = call(client.managed_clusters.list_cluster_user_credentials, cluster.resource_group, cluster.name)
+    except TargetNotFound as exc:
+        raise TargetNotFound(f"AKS cluster {cluster.resource_group}/{cluster.name} not found; clusters in the "
+                             f"subscription: {_cluster_names(client)}") from exc
+    if not result.kubeconfigs:
+        raise CatalogError(f"AKS cluster {cluster.name} returned no user credentials")
+    config_dict = yaml.safe_load(result.kubeconfigs[0].value)
+    return client_from_kubeconfig(config_dict, credential=credential, server_app_id=cluster.aad_server_app_id)
