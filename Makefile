@@ -34,6 +34,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/sandbox_api.py
 	$(PY) benchmarks/rollback.py
+	$(PY) benchmarks/github.py
 	$(PY) benchmarks/certificates.py
 	$(PY) benchmarks/scaling.py
 

@@ -33,6 +33,7 @@ from typing import Callable, Mapping
 
 from .alerts import SOURCES, PayloadError, detect_and_parse
 from .dispatch import RETRY_OUTCOMES, AlertDispatcher, Outcome, alert_event
+from .github_webhook import GitHubWebhooks
 from .prefect_api import PrefectApi, PrefectRejected, PrefectUnavailable
 
 log = logging.getLogger("runbooks.receiver")
@@ -48,6 +49,7 @@ MIN_SECRET_CHARS = 16
 LISTEN_BACKLOG = 256           # Python's default of 5 reset connections under a burst of deliveries
 IN_FLIGHT_RETRY_AFTER = "30"
 _ROUTE = re.compile(r"/alerts/([a-z-]+)/?")
+GITHUB_PATH = "/webhooks/github"         # GitHub's own signature (X-Hub-Signature-256), not the token/HMAC above
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 AUTH_HELP = (f"authentication required: Authorization: Bearer <token>, or {TIMESTAMP_HEADER}: <unix seconds> and "
              f"{SIGNATURE_HEADER}: {SIGNATURE_VERSION}=<hex HMAC-SHA256 of '{SIGNATURE_VERSION}:<timestamp>:<body>'> "
@@ -123,6 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(404, {"error": "not found; GET /healthz or POST /alerts/{source}"})
 
     def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] == GITHUB_PATH and self.server.github is not None:
+            return self._github()
         route = _ROUTE.fullmatch(self.path.split("?", 1)[0])
         if not route or route.group(1) not in SOURCES:
             return self._reply(404, {"error": f"not found; POST /alerts/{{{'|'.join(SOURCES)}}}"})
@@ -149,6 +153,27 @@ class _Handler(BaseHTTPRequestHandler):
         status = delivery_status(outcomes)
         self._reply(status, {"outcomes": [o.model_dump(exclude_none=True) for o in outcomes]},
                     {"Retry-After": IN_FLIGHT_RETRY_AFTER} if status == 503 else None)
+
+    def _github(self) -> None:
+        """GitHub webhooks (deployments/github_webhook.py): signature first, then the delivery's outcome."""
+        body = self._read_body()
+        if body is None:
+            return
+        if not self.server.github.authentic(self.headers, body):
+            log.warning("401 for %s from %s: no valid X-Hub-Signature-256", self.path, self.client_address[0])
+            return self._reply(401, {"error": "no valid X-Hub-Signature-256 (HMAC-SHA256 of the body with the "
+                                              "webhook secret)"})
+        try:
+            delivery = self.server.github.handle(self.headers, body)
+        except ValueError as exc:
+            return self._reply(400, {"error": str(exc)})
+        except PrefectUnavailable as exc:
+            return self._reply(503, {"error": str(exc)}, {"Retry-After": "10"})
+        except PrefectRejected as exc:
+            return self._reply(502, {"error": str(exc)})
+        log.info("github delivery %s: %s%s", delivery.delivery, delivery.outcome,
+                 f" ({delivery.reason})" if delivery.reason else f" run {delivery.run_id} event={delivery.event_id}")
+        self._reply(202, delivery.model_dump(exclude_none=True))
 
     def _read_body(self) -> bytes | None:
         """The body, or None after answering: the size is checked before a byte of it is read."""
@@ -187,9 +212,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG         # listen(2) backlog; the kernel caps it at net.core.somaxconn
 
-    def __init__(self, address: tuple[str, int], dispatcher: AlertDispatcher, credentials: Credentials) -> None:
+    def __init__(self, address: tuple[str, int], dispatcher: AlertDispatcher, credentials: Credentials,
+                 github: "GitHubWebhooks | None" = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.dispatcher, self.credentials = dispatcher, credentials
+        self.dispatcher, self.credentials, self.github = dispatcher, credentials, github
         super().__init__(address, _Handler)
 
 
@@ -197,8 +223,8 @@ class ReceiverServer:
     """The HTTP server in a background thread: `start()`, `url`, `stop()` (also a context manager)."""
 
     def __init__(self, dispatcher: AlertDispatcher, credentials: Credentials, *,
-                 host: str = "127.0.0.1", port: int = 9095) -> None:
-        self._httpd = _Server((host, port), dispatcher, credentials)
+                 host: str = "127.0.0.1", port: int = 9095, github: "GitHubWebhooks | None" = None) -> None:
+        self._httpd = _Server((host, port), dispatcher, credentials, github)
         self._thread: threading.Thread | None = None
         host_part = f"[{host}]" if ":" in host else host
         self.url = f"http://{host_part}:{self._httpd.server_address[1]}"

@@ -9,7 +9,9 @@ Prerequisites: the service is in the catalog; its Deployment exists and has an e
 freeze is in force (or an emergency override with a reason is given); no other run is changing it; no
 change was made to it within the environment's cooldown.
 Blast radius: one Deployment in one namespace.
-Procedure: preflight (read the Deployment, its ReplicaSets and pods; check the guards), plan (which
+Procedure: a service whose catalog names a rollback workflow rolls back through it: the run dispatches it
+with its inputs and a correlation id (never while a run of it is queued or running), follows the run it
+started to completion with a deadline, then verifies the service as below. Otherwise: preflight (read the Deployment, its ReplicaSets and pods; check the guards), plan (which
 revision is bad and which to restore; a dry run stops here with zero writes), approval gate, then one
 JSON patch that restores the chosen revision's template and annotations, guarded by a `test` of the
 template the plan was made from. The decision rests on evidence, not on pod health: a run started by
@@ -23,22 +25,25 @@ every pod is Ready and runs the restored images, and the health URL answers 2xx 
 Rollback: none by design: undoing a rollback would roll forward to the release it replaced. If
 verification fails the run fails, and its report says what state the service is in and what to do next.
 Post-incident: the run report (trigger, requester, approvals, plan, changes, before/after, evidence,
-timeline) is a Prefect artifact; the environment's channels are told of gates, escalations and outcomes.
+timeline) is a Prefect artifact; the environment's channels are told of gates, escalations and outcomes;
+where the service has a GitHub repository, its incident issue (one per incident) gets the report and the
+rollback is recorded as a deployment status.
 """
 from __future__ import annotations
 
 from kubernetes.client import AppsV1Api, CoreV1Api
 
 from flows.kernel import Runbook, runbook_flow
-from plans.kubernetes import DeploymentState, readiness_by_revision
-from plans.record import Check, RunRecord
+from flows.rollback_workflow import rollback_through_workflow
+from flows.service_checks import service_checks
+from plans.kubernetes import readiness_by_revision
+from plans.record import RunRecord
 from plans.rollback import (RUNBOOK, RollbackDecision, check_pod_belongs, next_steps_after_failure,
                             plan_rollback)
 from plans.targets import DeploymentTarget
 from plans.trigger import AlertContext
 from tasks.kubernetes.deployments import deployment_of_pod, list_replica_sets, patch_deployment_template, read_deployment
 from tasks.kubernetes.pods import list_events, list_pods
-from tasks.verification import count_ready_pods, deployment_rollout_complete, health_url_answers
 
 NO_UNDO = "a rollback is never undone: that would roll forward to the release it replaced"
 
@@ -75,7 +80,13 @@ def emergency_rollback(environment: str, service: str, requested_by: str, reason
         run.before({"revision": state.revision, "images": state.images, "pods": readiness_by_revision(revisions, pods)},
                    f"revision {state.revision}, {state.available_replicas}/{state.replicas} available")
 
-        # 2. Plan: which revision is bad and which to restore. A dry run or a no-op ends here.
+        # 2. Plan: through the service's release workflow when the catalog names one (flows/rollback_workflow.py),
+        #    else which revision is bad and which to restore. A dry run or a no-op ends here.
+        svc = run.catalog.service(environment, service)
+        if svc.github and svc.github.rollback_workflow:
+            rollback_through_workflow(run, apps, core, target, state, svc.github_repo, svc.github.rollback_workflow,
+                                      svc.health_url)
+            return run.record
         decision = plan_rollback(target, state, revisions, pods, target_revision=target_revision, trigger=run.record.trigger)
         if run.stop_after_plan(decision.plan):
             return run.record
@@ -89,24 +100,13 @@ def emergency_rollback(environment: str, service: str, requested_by: str, reason
             template=decision.template, annotations=decision.annotations), no_undo=NO_UNDO)
 
         # 5. Verification: watch the rollout, then count Ready pods and ask the health URL.
-        health_url = run.catalog.service(environment, service).health_url
-        run.verify(lambda: _checks(run, apps, core, target, decision, state, health_url),
+        run.verify(lambda: service_checks(apps, core, target, selector=state.selector, replicas=state.replicas,
+                                          timeout_seconds=run.environment.verify_timeout_seconds,
+                                          images=decision.to_revision.images, health_url=svc.health_url),
                    explain=lambda: _next_steps(run, core, target, decision, [p.name for p in pods]))
         after = read_deployment(apps, namespace=target.namespace, name=target.deployment)
         run.after({"revision": after.revision, "images": after.images})
     return run.record
-
-
-def _checks(run: Runbook, apps: AppsV1Api, core: CoreV1Api, target: DeploymentTarget, decision: RollbackDecision,
-            state: DeploymentState, health_url: str | None) -> list[Check]:
-    checks = [deployment_rollout_complete(apps, namespace=target.namespace, name=target.deployment,
-                                          timeout_seconds=run.environment.verify_timeout_seconds)]
-    if checks[0].passed:
-        checks.append(count_ready_pods(core, namespace=target.namespace, selector=state.selector,
-                                       expected=state.replicas, images=decision.to_revision.images))
-        if health_url:
-            checks.append(health_url_answers(health_url, timeout_seconds=60))
-    return checks
 
 
 def _next_steps(run: Runbook, core: CoreV1Api, target: DeploymentTarget, decision: RollbackDecision,

@@ -56,10 +56,14 @@ def render(name: str) -> str:
     lines.append(f"- Prefect UI: deployment `{flow.name}/{name}`, Run, Custom run; or `runbooks run {name} {required}`.")
     for schedule in entry.get("schedules") or []:
         params = ", ".join(f"{k}={v}" for k, v in schedule.get("parameters", {}).items())
-        lines.append(f"- Schedule `{schedule['slug']}`: `{schedule['cron']}` {schedule.get('timezone', 'UTC')} ({params}).")
+        inactive = " Inactive until enabled in prefect.yaml." if schedule.get("active") is False else ""
+        lines.append(f"- Schedule `{schedule['slug']}`: `{schedule['cron']}` {schedule.get('timezone', 'UTC')} "
+                     f"({params}).{inactive}")
     for trigger in entry.get("triggers") or []:
-        lines.append(f"- Trigger `{trigger['name']}`: events {', '.join(trigger['expect'])} from the alert "
-                     "receiver (rules in `deployments/alert-rules.yaml`).")
+        source = ("GitHub's signed `workflow_run` webhook (the receiver's `POST /webhooks/github`)"
+                  if all(e.startswith("runbooks.github.") for e in trigger["expect"])
+                  else "the alert receiver (rules in `deployments/alert-rules.yaml`)")
+        lines.append(f"- Trigger `{trigger['name']}`: events {', '.join(trigger['expect'])} from {source}.")
     return "\n".join(lines) + "\n"
 
 

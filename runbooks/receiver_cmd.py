@@ -19,6 +19,10 @@ It binds to loopback unless --allow-remote: anyone who can reach it can start ru
 secret, so exposing it is a deliberate choice. SIGTERM or Ctrl-C stops it cleanly. Exit code 2 for bad
 configuration, before it listens.
 
+GitHub webhooks (`workflow_run`) start CI triage at POST /webhooks/github when RUNBOOKS_GITHUB_WEBHOOK_SECRET
+(or the Secret block RUNBOOKS_GITHUB_WEBHOOK_SECRET_BLOCK names) holds the webhook's secret: GitHub's
+X-Hub-Signature-256 is checked, only completed failed runs start triage, redeliveries start nothing.
+
 Answers: 202 with each alert's outcome (started, duplicate, cooldown, resolved, ignored); 422 when no
 rule wants any alert; 503 + Retry-After when Prefect is unreachable or a run on the same object is still
 in flight (the sender retries); 401 unauthenticated or stale; 400 malformed.
@@ -85,16 +89,34 @@ def run_receiver(args: argparse.Namespace) -> int:
         if secret:
             register_secret(secret)
     events = PrefectApi(api_url, auth_string=PREFECT_API_AUTH_STRING.value(), api_key=PREFECT_API_KEY.value())
+    github = _github_webhooks(catalog, events)
+    if isinstance(github, str):
+        return _refuse(github)
     try:
         state = shared_state(rules)
     except Exception as exc:             # noqa: BLE001 - any failure here is a configuration error, said once
         return _refuse(str(exc))
     try:
         dispatcher = AlertDispatcher(rules, catalog, events, state=state)
-        server = ReceiverServer(dispatcher, credentials, host=args.host, port=args.port)
+        server = ReceiverServer(dispatcher, credentials, host=args.host, port=args.port, github=github)
     except OSError as exc:
         return _refuse(f"cannot listen on {args.host}:{args.port}: {exc}")
     return _serve(server, events, rule_count=len(rules.rules), api_url=api_url, state=dispatcher.state)
+
+
+def _github_webhooks(catalog, events):
+    """GitHub webhooks at /webhooks/github when RUNBOOKS_GITHUB_WEBHOOK_SECRET (or _BLOCK) is set; else None;
+    a message when the secret is unusable."""
+    from deployments.github_webhook import GitHubWebhooks, webhook_secret
+    from tasks.redaction import register_secret
+    try:
+        secret = webhook_secret()
+        if secret is None:
+            return None
+        register_secret(secret)
+        return GitHubWebhooks(secret, catalog, events)
+    except ValueError as exc:
+        return str(exc)
 
 
 def shared_state(rules):

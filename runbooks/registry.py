@@ -8,6 +8,7 @@ RUNBOOKS = {
     "certificate-renewal": "flows.certificates:certificate_renewal",
     "scale-service": "flows.scaling:scale_service",
     "chaos-drill": "flows.chaos:chaos_drill",
+    "ci-failure-triage": "flows.ci_triage:ci_failure_triage",
 }
 
 

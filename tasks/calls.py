@@ -55,6 +55,8 @@ def call(fn: Callable[..., T], *args, **kwargs) -> T:
                     raise
                 raise mapped from exc
             delay = min(MAX_DELAY, mapped.retry_after if mapped.retry_after is not None else 0.2 * 2 ** attempt)
+            if getattr(mapped, "rate_limit", False):    # the whole wait until the reset (capped where mapped)
+                delay = mapped.retry_after
             run_logger().warning("transient API error (%s); retry %d/%d in %.1fs", mapped, attempt, ATTEMPTS - 1,
                                  delay)
             time.sleep(delay)

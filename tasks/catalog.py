@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from plans.chaos import BlastRadius
 from plans.scaling import ScalingPolicy
-from plans.targets import DeploymentTarget, HpaTarget, NodePoolTarget
+from plans.targets import DeploymentTarget, HpaTarget, NodePoolTarget, RepositoryTarget
 
 from .errors import CatalogError, TargetNotFound
+from .github.settings import GitHubConnection, ServiceGitHub, check_repository
 
 M = TypeVar("M", bound=BaseModel)
 EXAMPLE_CATALOG = Path(__file__).resolve().parent.parent / "catalog.yaml"
@@ -159,6 +160,14 @@ class Service(_Strict):
     health_url: str | None = None
     github_repo: str | None = None
     tier: Literal["critical", "standard"] = "standard"
+    github: ServiceGitHub | None = Field(None, description="CI workflows and rollback workflow (needs github_repo)")
+
+    @model_validator(mode="after")
+    def _github_needs_repo(self) -> "Service":
+        check_repository(self.github_repo)
+        if self.github is not None and not self.github_repo:
+            raise ValueError("github: (workflows) needs github_repo: owner/name")
+        return self
 
 
 class CertificatePolicy(_Strict):
@@ -179,6 +188,8 @@ class Environment(_Strict):
     services: dict[str, Service] = {}
     certificates: CertificatePolicy = CertificatePolicy()
     scaling: ScalingPolicy = ScalingPolicy()
+    github: GitHubConnection | None = Field(None, description="GitHub or GHES and its credentials; without it, "
+                                            "no runbook calls GitHub in this environment")
 
 
 class ChaosSettings(_Strict):
@@ -259,6 +270,17 @@ class Catalog(_Strict):
             raise CatalogError(f"environment {environment!r} is on a {cluster.kind} cluster, not an AKS cluster (kind: "
                                f"aks), so it has no node pools; environments on AKS: {', '.join(aks) or '(none)'}")
         return NodePoolTarget(environment=environment, cluster=cluster.identity(), pool=pool)
+
+    def repository_target(self, environment: str, repository: str) -> tuple[RepositoryTarget, list[str]]:
+        """A repository some service of the environment names, and those services (their CI settings)."""
+        env = self.environment(environment)
+        services = sorted(name for name, svc in env.services.items() if svc.github_repo == repository)
+        if not services:
+            allowed = ", ".join(sorted({s.github_repo for s in env.services.values() if s.github_repo})) or "(none)"
+            raise TargetNotFound(f"repository {repository!r} is not in environment {environment!r}; allowed: {allowed}")
+        if env.github is None:
+            raise CatalogError(f"environment {environment!r} has no github: connection (base_url, credentials)")
+        return RepositoryTarget(environment=environment, cluster=env.github.host, repository=repository), services
 
 
 def catalog_path(path: str | Path | None = None) -> Path:

@@ -19,11 +19,15 @@ class RunbookError(Exception):
 
 
 class TransientError(RunbookError):
-    """Worth retrying: 429, 5xx, a dropped connection. `retry_after` honours the server's Retry-After."""
+    """Worth retrying: 429, 5xx, a dropped connection. `retry_after` honours the server's Retry-After.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    `rate_limit`: GitHub's rate limit; `retry_after` is then the whole wait (until its reset, or its
+    Retry-After), at most MAX_RETRY_AFTER: a limit that resets later is a PermanentError for the run."""
+
+    def __init__(self, message: str, retry_after: float | None = None, *, rate_limit: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.rate_limit = rate_limit
 
 
 class PermanentError(RunbookError):
@@ -142,10 +146,13 @@ def _github(exc: BaseException) -> RunbookError | None:
     remaining = str(_header(headers, "x-ratelimit-remaining") or "")
     if isinstance(exc, RateLimitExceededException) or (exc.status in (403, 429) and (
             remaining == "0" or _header(headers, "retry-after") is not None)):
-        wait = _retry_after(headers)
+        wait = _seconds(_header(headers, "retry-after"))           # uncapped here: the cap is decided below
         if wait is None and _header(headers, "x-ratelimit-reset"):
-            wait = max(0.0, float(_header(headers, "x-ratelimit-reset")) - time.time())
-        return TransientError(f"{message} (rate limited)", wait)
+            wait = max(0.0, float(_header(headers, "x-ratelimit-reset")) - time.time() + 1)  # +1: reset within its second
+        if wait is not None and wait > MAX_RETRY_AFTER:
+            return PermanentError(f"{message}: rate limit resets in {wait:.0f}s, later than the {MAX_RETRY_AFTER:.0f}s "
+                                  "a run waits; run again after the reset")
+        return TransientError(f"{message} (rate limited)", wait if wait is not None else 1.0, rate_limit=True)
     return _by_status(exc.status or 0, message)
 
 
@@ -183,9 +190,13 @@ def _header(headers: Any, name: str) -> Any:
 
 
 def _retry_after(headers: Any) -> float | None:
-    value = _header(headers, "retry-after")
+    seconds = _seconds(_header(headers, "retry-after"))
+    return min(MAX_RETRY_AFTER, seconds) if seconds is not None else None
+
+
+def _seconds(value: Any) -> float | None:
     try:
-        return min(MAX_RETRY_AFTER, float(value)) if value is not None else None
+        return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
 

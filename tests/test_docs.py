@@ -27,3 +27,9 @@ def test_page_follows_the_runbook_template():
 def test_a_docstring_missing_a_section_is_an_error():
     with pytest.raises(ValueError, match="lacks: Rollback$"):
         sections("\n".join(f"{s}: x" for s in SECTIONS if s != "Rollback"))
+
+
+def test_ci_triage_page_says_how_github_starts_it():
+    page = render("ci-failure-triage")
+    assert "| `repository` | string | required |" in page and "**Approval Required**" in page
+    assert "github-starts-ci-failure-triage" in page and "POST /webhooks/github" in page

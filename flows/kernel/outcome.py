@@ -52,6 +52,12 @@ def finish(run: "Runbook", exc: BaseException | None) -> None:
     except Exception as error:                    # noqa: BLE001 - never hides the run's own outcome
         run.log.error("notifying the outcome failed: %s", error)
     try:
+        from tasks.github.incident import record_incident
+        record_incident(run)
+    except Exception as error:                    # noqa: BLE001 - recorded; never hides the run's own outcome
+        run.log.error("recording the incident on GitHub failed: %s: %s", type(error).__name__, error)
+        record.note("post-incident", f"recording the incident on GitHub failed: {type(error).__name__}: {error}")
+    try:
         from tasks.report import publish_report
         publish_report(record)
     except Exception as error:                    # noqa: BLE001 - the run's own error must still propagate

@@ -75,6 +75,7 @@ class Runbook:
         self.undo = UndoStack(self)
         self._stack = ExitStack()
         self._kubernetes = None
+        self._github = None
         self._azure = None
         self._credential = None
         self._also: list[Target] = []
@@ -132,18 +133,19 @@ class Runbook:
 
     # -- preflight ---------------------------------------------------------------------------------
 
-    def guard(self, target: Target) -> Target:
+    def guard(self, target: Target, *, cooldown: bool = True) -> Target:
         """Preflight guards on the object: freeze window, then (not for dry runs) the lock and cooldown.
 
         A dry run takes no lock (it changes nothing, so it must not wait for or block a change) and is not
-        refused by a freeze (the report notes it).
+        refused by a freeze (the report notes it). `cooldown=False`: a runbook whose changes do not call for
+        a pause before the next run (CI triage re-runs jobs and files issues).
         """
         self.record.target = target
         note = check_freeze(self.environment_name, self.environment, now=_now(),
                             emergency_override=self.record.emergency_override, dry_run=self.dry_run)
         if note:
             self.record.note("preflight", note)
-        self._lock_and_cool(target)
+        self._lock_and_cool(target, cooldown=cooldown)
         self.record.note("preflight", f"{target.resource} on {target.cluster} ({target.label})")
         return target
 
@@ -158,12 +160,13 @@ class Runbook:
         self.record.note("preflight", f"the change moves {other.resource} too ({other.label})")
         return other
 
-    def _lock_and_cool(self, target: Target) -> None:
+    def _lock_and_cool(self, target: Target, *, cooldown: bool = True) -> None:
         if self.dry_run:
             return
         self._stack.enter_context(target_lock(target, wait_seconds=LOCK_WAIT_SECONDS, runbook=self.name,
                                               run_id=self.run_id))
-        check_cooldown(target, cooldown_seconds=self.environment.cooldown_seconds, now=_now())
+        if cooldown:
+            check_cooldown(target, cooldown_seconds=self.environment.cooldown_seconds, now=_now())
 
     @property
     def kubernetes(self):
@@ -174,6 +177,16 @@ class Runbook:
             self._kubernetes = kubernetes_client(self.environment, credential=self._azure_credential())
             self._stack.callback(self._kubernetes.close)
         return self._kubernetes
+
+    @property
+    def github(self):
+        """The environment's PyGithub client (github.com or GHES), built once per run from the catalog."""
+        if self._github is None:
+            from tasks.github.client import github_client
+            if self.environment.github is None:
+                raise CatalogError(f"environment {self.environment_name!r} has no github: connection in the catalog")
+            self._github = github_client(self.environment.github)
+        return self._github
 
     @property
     def azure(self):
