@@ -1,6 +1,12 @@
 """certificate-renewal on the kernel, against the sandbox: its cert-manager, its ingress stand-in (real TLS)
-and the Prefect test harness. Proofs on the wire are TLS handshakes, not reads of the Secret."""
+and the Prefect test harness. Proofs on the wire are TLS handshakes, not reads of the Secret.
+
+The runs reach the sandbox as the `runbooks` ServiceAccount under the shipped RBAC (tests/rbac_helpers.py): a
+call its ClusterRole does not grant fails the test, and the last test fails on a grant no test used. Seeding
+the estate stays on the admin client."""
 from __future__ import annotations
+
+import threading
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -12,20 +18,28 @@ from tasks.errors import ApprovalRejected, VerificationFailed
 from tasks.gate_answer import answer_gate
 from tasks.tls import presented_certificate
 from tests.certificate_estate import NS, managed, seed_estate
+from tests.rbac_helpers import assert_every_grant_used, rbac_ledger, runbooks_token  # noqa: F401
 from tests.runbook_helpers import answered_at_gate, write_catalog
 
+RBAC_ROLE = "runbooks-certificate-renewal"              # deployments/kubernetes/rbac/certificate-renewal.yaml
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.fixture
-def estate(sandbox, tmp_path, monkeypatch):
+def use_catalog(sandbox, tmp_path, monkeypatch, runbooks_token):
+    """use_catalog(environment): a one-environment catalog whose kubeconfig carries the runbooks account's token."""
+    token = runbooks_token(sandbox)
+
+    def use(environment: str) -> None:
+        monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(sandbox, tmp_path, environment, token=token)))
+    return use
+
+
+@pytest.fixture
+def estate(sandbox, use_catalog):
     seeded = seed_estate(sandbox)
-    monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(sandbox, tmp_path, "staging")))
+    use_catalog("staging")
     return seeded
-
-
-def use_catalog(sandbox, tmp_path, monkeypatch, environment: str) -> None:
-    monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(sandbox, tmp_path, environment)))
 
 
 def served_serial(sandbox, ingress: str, host: str) -> str:
@@ -72,11 +86,28 @@ def test_dry_run_inventories_every_kind_of_certificate_and_writes_nothing(sandbo
     assert not any("/namespaces/" in r.path and r.path.endswith("/secrets") for r in lists)
 
 
+def issue_once_the_run_is_watching(sandbox, since: float) -> threading.Thread:
+    """cert-manager takes its time: its controller is stopped, and runs (one pass) only once the run's
+    verification has listed the Certificate unissued, so the run has to watch it (a `watch` of its ClusterRole)."""
+    sandbox.controllers.stop()
+
+    def issue() -> None:
+        sandbox.wait_for(lambda: any(r.method == "GET" and r.path.endswith("/certificates")
+                                     and r.query.get("fieldSelector") == "metadata.name=api"
+                                     for r in sandbox.requests.entries(since)), timeout=60)
+        sandbox.controllers.sync_once()
+    thread = threading.Thread(target=issue, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_renews_an_expiring_certificate_and_the_ingress_serves_the_new_serial(sandbox, estate):
     old = served_serial(sandbox, "api", "api.example.com")
     assert old == format(estate["api"].serial, "X")
     since = sandbox.requests.mark()
+    issuer = issue_once_the_run_is_watching(sandbox, since)
     record = renew()
+    issuer.join(5)
     assert record.outcome == "succeeded", record.next_steps
     new = served_serial(sandbox, "api", "api.example.com")          # a real TLS handshake, as a client makes
     assert new != old
@@ -96,14 +127,14 @@ def test_renews_an_expiring_certificate_and_the_ingress_serves_the_new_serial(sa
 
 
 def test_a_failing_issuer_fails_the_run_with_its_reason_and_the_old_certificate_stays_served(
-        sandbox, tmp_path, monkeypatch):
+        sandbox, use_catalog):
     sandbox.apply_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     old = managed(sandbox, "pay", days_left=5)
     cert = sandbox.get("Certificate", "pay", NS)
     cert["spec"]["issuerRef"]["name"] = "broken-ca"
     sandbox.apply_object(cert)
     before = sandbox.get("Secret", "pay-tls", NS)
-    use_catalog(sandbox, tmp_path, monkeypatch, "staging")
+    use_catalog("staging")
     with pytest.raises(VerificationFailed, match='Issuer "broken-ca" not ready'):
         renew()
     assert sandbox.get("Secret", "pay-tls", NS) == before                       # untouched
@@ -112,10 +143,10 @@ def test_a_failing_issuer_fails_the_run_with_its_reason_and_the_old_certificate_
     assert rows["pay"]["result"].startswith("FAILED") and "broken-ca" in rows["pay"]["result"]
 
 
-def test_a_rejected_approval_writes_nothing(sandbox, tmp_path, monkeypatch):
+def test_a_rejected_approval_writes_nothing(sandbox, use_catalog):
     sandbox.apply_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     managed(sandbox, "api", days_left=10)
-    use_catalog(sandbox, tmp_path, monkeypatch, "production")
+    use_catalog("production")
     since = sandbox.requests.mark()
     box, _ = answered_at_gate(lambda: renew(environment="production"), "certificate-renewal",
                               lambda run: answer_gate(run, approver="bob", decision="reject", reason="not today"))
@@ -155,3 +186,8 @@ def test_the_clusters_own_certificates_are_inventoried_from_a_handshake_and_the_
         assert "kubeadm certs renew" in rows["client certificate"]["result"]
     finally:
         sandbox.stop()
+
+
+def test_every_grant_of_the_certificate_renewal_clusterrole_is_used_by_these_tests(request):
+    """A grant no test of the runbook uses is one it may not need (last in the module)."""
+    assert_every_grant_used(request)
