@@ -1,5 +1,10 @@
 """The chaos-drill runbook end to end: a real flow under Prefect, the real client, the sandbox (its watch
-API, PDB-respecting evictions, crash-looping images and the services/proxy health URL)."""
+API, PDB-respecting evictions, crash-looping images and the services/proxy health URL).
+
+The drills reach the sandbox as the `runbooks` ServiceAccount under the shipped RBAC (tests/rbac_helpers.py): a
+call its ClusterRole does not grant fails the test, and the last test fails on a grant no test used. The
+api-fault drill alone runs as the admin: it installs the sandbox's own fault rules (its admin API), which no
+real cluster has, so no ClusterRole can grant it."""
 from __future__ import annotations
 
 import datetime as dt
@@ -20,8 +25,10 @@ from sandbox.catalog import DEMO_SERVICES
 from tasks.errors import ApprovalRejected, GuardRefused, VerificationFailed
 from tasks.gate_answer import answer_gate
 from tasks.scorecard import scorecard_key
+from tests.rbac_helpers import assert_every_grant_used, rbac_ledger, runbooks_token  # noqa: F401
 from tests.runbook_helpers import answered_at_gate, apps_api, wait_healthy, write_catalog
 
+RBAC_ROLE = "runbooks-chaos-drill"                      # deployments/kubernetes/rbac/chaos-drill.yaml
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -31,15 +38,18 @@ def health_url(sandbox, namespace: str = "payments", service: str = "payments-ap
 
 
 @pytest.fixture
-def drills(demo_sandbox, tmp_path, monkeypatch):
-    """A staging catalog on the demo sandbox with an experiments folder; `use(...)` rewrites it."""
+def drills(demo_sandbox, tmp_path, monkeypatch, runbooks_token):
+    """A staging catalog on the demo sandbox with an experiments folder, reached with the runbooks account's
+    token; `use(...)` rewrites it (`admin=True`: with the admin's credentials instead)."""
     folder = tmp_path / "experiments"
     folder.mkdir()
+    token = runbooks_token(demo_sandbox)
 
-    def use(*, blast_radius: dict | None = None, **overrides) -> None:
+    def use(*, blast_radius: dict | None = None, admin: bool = False, **overrides) -> None:
         services = {**DEMO_SERVICES, "payments-api": {**DEMO_SERVICES["payments-api"],
                                                       "health_url": health_url(demo_sandbox)}}
-        path = write_catalog(demo_sandbox, tmp_path, "staging", services=services, **overrides)
+        path = write_catalog(demo_sandbox, tmp_path, "staging", token=None if admin else token, services=services,
+                             **overrides)
         raw = yaml.safe_load(path.read_text())
         raw["chaos"] = {"experiments": "experiments", "blast_radius": blast_radius or {}}
         path.write_text(yaml.safe_dump(raw))
@@ -124,12 +134,27 @@ def test_a_crashlooping_release_aborts_on_restarts_and_is_rolled_back_to_the_sam
 
 
 def test_errors_in_front_of_the_service_break_its_health_ratio_and_are_removed(drills, demo_sandbox):
+    drills.use(admin=True)                      # the sandbox's fault rules take the admin token (module docstring)
     name = write(drills, "api.yaml", experiment(title="503s", fault={"kind": "api-fault", "status": 503, "share": 0.5},
                                                 duration_seconds=20, hypothesis=[HEALTH]))
     with pytest.raises(VerificationFailed, match=r"health URL 2xx ratio >= 0.90 over 0.5s broken"):
         drill(experiment_file=name)
     assert demo_sandbox.faults.rules() == []                 # the restore removed it ...
     assert httpx.get(health_url(demo_sandbox)).status_code == 200   # ... and the service answers again
+
+
+def test_one_replica_fewer_keeps_the_hypothesis_and_the_restore_scales_back(drills, demo_sandbox):
+    since = time.time()
+    record = drill(experiment_file=write(drills, "fewer.yaml", experiment(
+        title="one replica fewer", fault={"kind": "scale-down", "replicas": 2},
+        hypothesis=[{"kind": "ready-replicas", "at_least": 2}])))
+    assert record.outcome == "succeeded", record.evidence
+    scale = "/apis/apps/v1/namespaces/payments/deployments/payments-api/scale"
+    writes = demo_sandbox.requests.writes(since)
+    assert [(r.method, r.path, r.body["spec"]["replicas"]) for r in writes] == [("PATCH", scale, 2),
+                                                                                ("PATCH", scale, 3)]
+    assert demo_sandbox.get("Deployment", "payments-api", "payments")["spec"]["replicas"] == 3
+    wait_healthy(demo_sandbox)
 
 
 def test_a_chaos_toolkit_experiment_with_supported_actions_runs_as_a_drill(drills, demo_sandbox):
@@ -211,3 +236,8 @@ def test_a_production_drill_waits_for_a_person_even_where_the_environment_auto_a
                               lambda run: answer_gate(run, approver="bob", decision="reject", reason="not today"))
     assert isinstance(box.get("error"), ApprovalRejected)
     assert demo_sandbox.requests.writes(since) == []
+
+
+def test_every_grant_of_the_chaos_drill_clusterrole_is_used_by_these_tests(request):
+    """A grant no test of the runbook uses is one it may not need (last in the module)."""
+    assert_every_grant_used(request)
