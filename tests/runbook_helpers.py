@@ -105,3 +105,21 @@ def answered_at_gate(start: Callable[[], Any], flow_name: str, answer: Callable[
     thread.join(timeout=120)
     assert not thread.is_alive(), f"the run of {flow_name} did not end after its gate was answered"
     return box, run_id
+
+
+def held_until_watched(sandbox: Sandbox, path: str, field_selector: str) -> threading.Thread:
+    """Hold the sandbox's controllers until a run lists `path` with `field_selector` (what it does just before
+    it watches), so the change it waits for comes only after it listed: the run has to watch for it."""
+    since = sandbox.requests.mark()
+    holding = threading.Event()
+
+    def hold() -> None:
+        with sandbox.controllers.held():
+            holding.set()
+            sandbox.wait_for(lambda: any(r.method == "GET" and r.path == path
+                                         and r.query.get("fieldSelector") == field_selector
+                                         for r in sandbox.requests.entries(since)), timeout=60)
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    holding.wait(10)
+    return thread

@@ -6,8 +6,6 @@ call its ClusterRole does not grant fails the test, and the last test fails on a
 the estate stays on the admin client."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -19,7 +17,7 @@ from tasks.gate_answer import answer_gate
 from tasks.tls import presented_certificate
 from tests.certificate_estate import NS, managed, seed_estate
 from tests.rbac_helpers import assert_every_grant_used, rbac_ledger, runbooks_token  # noqa: F401
-from tests.runbook_helpers import answered_at_gate, write_catalog
+from tests.runbook_helpers import answered_at_gate, held_until_watched, write_catalog
 
 RBAC_ROLE = "runbooks-certificate-renewal"              # deployments/kubernetes/rbac/certificate-renewal.yaml
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -86,28 +84,15 @@ def test_dry_run_inventories_every_kind_of_certificate_and_writes_nothing(sandbo
     assert not any("/namespaces/" in r.path and r.path.endswith("/secrets") for r in lists)
 
 
-def issue_once_the_run_is_watching(sandbox, since: float) -> threading.Thread:
-    """cert-manager takes its time: its controller is stopped, and runs (one pass) only once the run's
-    verification has listed the Certificate unissued, so the run has to watch it (a `watch` of its ClusterRole)."""
-    sandbox.controllers.stop()
-
-    def issue() -> None:
-        sandbox.wait_for(lambda: any(r.method == "GET" and r.path.endswith("/certificates")
-                                     and r.query.get("fieldSelector") == "metadata.name=api"
-                                     for r in sandbox.requests.entries(since)), timeout=60)
-        sandbox.controllers.sync_once()
-    thread = threading.Thread(target=issue, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_renews_an_expiring_certificate_and_the_ingress_serves_the_new_serial(sandbox, estate):
     old = served_serial(sandbox, "api", "api.example.com")
     assert old == format(estate["api"].serial, "X")
+    # cert-manager takes its time: it issues only once the run's verification has listed the Certificate
+    # unissued, so the run has to watch it (the `watch` of its ClusterRole)
+    slow = held_until_watched(sandbox, f"/apis/cert-manager.io/v1/namespaces/{NS}/certificates", "metadata.name=api")
     since = sandbox.requests.mark()
-    issuer = issue_once_the_run_is_watching(sandbox, since)
     record = renew()
-    issuer.join(5)
+    slow.join(5)
     assert record.outcome == "succeeded", record.next_steps
     new = served_serial(sandbox, "api", "api.example.com")          # a real TLS handshake, as a client makes
     assert new != old

@@ -1,6 +1,12 @@
 """scale-service end to end under Prefect: the real kubernetes, azure-mgmt-containerservice and azure-identity clients
 against the Kubernetes sandbox and the Azure stand-in that serves it as an AKS cluster (production), with
-verification, undo, refusals before any write, dry runs and the blast radius's raised approval level."""
+verification, undo, refusals before any write, dry runs and the blast radius's raised approval level.
+
+RBAC: the service changes made through a kubeconfig environment (`kubeconfig_env`) reach the cluster as the
+`runbooks` ServiceAccount under the shipped RBAC (tests/rbac_helpers.py): a call its ClusterRole does not grant
+fails the test, and the last test fails on a grant no test used. The AKS environment's runs reach it with the
+kubeconfig of ARM's listClusterUserCredential, which is the cluster's own user (as on AKS, where it is not a
+ServiceAccount), so no ClusterRole of ours governs them."""
 from __future__ import annotations
 
 import re
@@ -16,10 +22,12 @@ from tasks.errors import CatalogError, OperationFailed, TargetNotFound, Verifica
 from tasks.gate_answer import answer_gate
 from tests.aks_helpers import aks, changes, pool_nodes, start_estate, use_identity, write_aks_catalog
 from tests.conftest import deployment_manifest
-from tests.runbook_helpers import answered_at_gate, wait_healthy
+from tests.rbac_helpers import assert_every_grant_used, rbac_ledger, runbooks_token  # noqa: F401
+from tests.runbook_helpers import answered_at_gate, held_until_watched, wait_healthy, write_catalog
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
 CPU_LOAD = "sandbox.runbooks.dev/cpu-load"      # the sandbox HPA controller's simulated load (percent of a pod)
+RBAC_ROLE = "runbooks-scale-service"            # deployments/kubernetes/rbac/scale-service.yaml
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +54,20 @@ def azure(estate, monkeypatch, tmp_path):
     azure.faults.clear()
     azure.operations.clear_faults()
     azure.operations.wait_idle()
+
+
+@pytest.fixture
+def kubeconfig_env(kube, tmp_path, monkeypatch, runbooks_token):
+    """use(environment): the estate's cluster as a kubeconfig environment (`staging`: auto, `production`: one
+    approver) whose kubeconfig carries the runbooks account's token, held to the shipped RBAC."""
+    token = runbooks_token(kube)
+
+    def use(environment: str = "staging", **overrides) -> str:
+        overrides = {"scaling": {"max_replicas": 40}, "verify_timeout_seconds": 30, **overrides}
+        monkeypatch.setenv("RUNBOOKS_CATALOG", str(write_catalog(kube, tmp_path, environment, token=token,
+                                                                 **overrides)))
+        return environment
+    return use
 
 
 def use_catalog(kube, azure, tmp_path: Path, monkeypatch, **overrides) -> None:
@@ -112,8 +134,15 @@ def test_replicas_scale_up_and_down_verified_on_the_aks_cluster(kube, azure):
     assert down.outcome == "succeeded" and replicas(kube) == 3
 
 
-def test_hpa_bounds_change_moves_the_replicas_and_is_verified_settled(kube, azure):
-    record = scale({"kind": "hpa", "service": "checkout-web", "min_replicas": 3, "max_replicas": 8})
+def test_hpa_bounds_change_moves_the_replicas_and_is_verified_settled(kube, azure, kubeconfig_env):
+    environment = kubeconfig_env()
+    # the HPA controller takes its time: it acts only once the run's verification has listed the HPA unsettled,
+    # so the run has to watch it (the `watch` of its ClusterRole)
+    slow = held_until_watched(kube, "/apis/autoscaling/v2/namespaces/checkout/horizontalpodautoscalers",
+                              "metadata.name=checkout-web")
+    record = scale({"kind": "hpa", "service": "checkout-web", "min_replicas": 3, "max_replicas": 8},
+                   environment=environment)
+    slow.join(5)
     assert record.outcome == "succeeded", record.evidence
     hpa = kube.get("HorizontalPodAutoscaler", "checkout-web", "checkout")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 8)
@@ -134,7 +163,7 @@ def reset_checkout_web(kube) -> None:
     wait_healthy(kube, namespace="checkout", name="checkout-web")
 
 
-def test_sustained_cpu_saturation_raises_a_maxed_out_hpa_within_the_quota(kube, azure):
+def test_sustained_cpu_saturation_raises_a_maxed_out_hpa_within_the_quota(kube, azure, kubeconfig_env):
     """What the CPU saturation alert starts: the HPA already runs checkout-web at its maximum of 6 under a
     simulated load, so "scale up 50%" raises maxReplicas to 9, and the run verifies the HPA settled there."""
     from plans.trigger import AlertContext
@@ -143,7 +172,8 @@ def test_sustained_cpu_saturation_raises_a_maxed_out_hpa_within_the_quota(kube, 
     try:
         kube.wait_for(lambda: replicas(kube, "checkout-web", "checkout") == 6)
         alert = AlertContext(source="alertmanager", name="DeploymentCPUSaturated", fingerprint="f1")
-        record = scale({"kind": "scale-up", "service": "checkout-web", "percent": 50}, alert=alert)
+        record = scale({"kind": "scale-up", "service": "checkout-web", "percent": 50}, alert=alert,
+                       environment=kubeconfig_env())
         assert record.outcome == "succeeded" and record.trigger.kind == "alert", record.evidence
         assert record.plan.changes[0].before == "2-6" and record.plan.changes[0].after == "2-9"
         assert kube.get("HorizontalPodAutoscaler", "checkout-web", "checkout")["spec"]["maxReplicas"] == 9
@@ -153,10 +183,10 @@ def test_sustained_cpu_saturation_raises_a_maxed_out_hpa_within_the_quota(kube, 
         reset_checkout_web(kube)
 
 
-def test_undo_after_a_failed_verification_restores_the_exact_previous_replicas(kube, azure, tmp_path, monkeypatch):
+def test_undo_after_a_failed_verification_restores_the_exact_previous_replicas(kube, azure, kubeconfig_env):
     """The plan fits, but the user pool is cordoned (maintenance) while the run waits at its gate: the new
     replicas stay Pending, verification fails at its deadline, and the undo scales back to exactly 3."""
-    use_catalog(kube, azure, tmp_path, monkeypatch, approval="one", verify_timeout_seconds=1)
+    environment = kubeconfig_env("production", verify_timeout_seconds=1)        # one approver
 
     def cordon_then_approve(run_id: str) -> None:
         for name in pool_nodes(kube, "user"):
@@ -164,8 +194,8 @@ def test_undo_after_a_failed_verification_restores_the_exact_previous_replicas(k
             kube.apply_object({**node, "spec": {**node.get("spec", {}), "unschedulable": True}})
         answer_gate(run_id, approver="bob", decision="approve")
     try:
-        box, run_id = answered_at_gate(lambda: scale({"kind": "replicas", "service": "payments-api", "replicas": 5}),
-                                       "scale-service", cordon_then_approve)
+        box, run_id = answered_at_gate(lambda: scale({"kind": "replicas", "service": "payments-api", "replicas": 5},
+                                                     environment), "scale-service", cordon_then_approve)
     finally:
         for name in pool_nodes(kube, "user"):
             node = kube.get("Node", name)
@@ -339,8 +369,9 @@ def test_dry_runs_write_nothing_to_either_stand_in(kube, azure):
     assert no_writes(kube, azure, since) and replicas(kube) == 3 and azure.pool("user").count == 3
 
 
-def test_beyond_the_blast_radius_an_auto_approved_environment_asks_for_one_approver(kube, azure):
-    box, run_id = answered_at_gate(lambda: scale({"kind": "replicas", "service": "cart", "replicas": 5}),
+def test_beyond_the_blast_radius_an_auto_approved_environment_asks_for_one_approver(kube, azure, kubeconfig_env):
+    environment = kubeconfig_env()                                              # auto
+    box, run_id = answered_at_gate(lambda: scale({"kind": "replicas", "service": "cart", "replicas": 5}, environment),
                                    "scale-service", lambda run: answer_gate(run, approver="bob", decision="approve"))
     record = box["result"]
     assert record.outcome == "succeeded" and [a.approver for a in record.approvals] == ["bob"]
@@ -368,3 +399,8 @@ def test_the_command_line_takes_the_typed_target_as_json_and_refuses_bad_input_b
         stderr = capsys.readouterr().err
         assert message in stderr and "nothing was run" in stderr and "Traceback" not in stderr
     assert kube.requests.entries(since) == [] and azure.requests.entries(since) == []
+
+
+def test_every_grant_of_the_scale_service_clusterrole_is_used_by_these_tests(request):
+    """A grant no test of the runbook uses is one it may not need (last in the module)."""
+    assert_every_grant_used(request)

@@ -10,7 +10,8 @@ import logging
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 from ..resources import BY_KIND, ResourceType
 from ..store import now_rfc3339
@@ -76,6 +77,7 @@ class ControllerManager:
         self._origin = time.monotonic()
         self.controllers: list[Controller] = []
         self.passes = 0
+        self._hold = threading.Lock()
 
     def clock(self) -> float:
         return (time.monotonic() - self._origin) * self.sandbox.config.speed
@@ -111,6 +113,13 @@ class ControllerManager:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No controller makes progress inside: a slow control plane, which a client has to watch for (the
+        API server still answers; `sync_once` still runs a pass when asked)."""
+        with self._hold:
+            yield
+
     def sync_once(self) -> None:
         for controller in self.controllers:
             try:
@@ -124,7 +133,8 @@ class ControllerManager:
         tick = self.sandbox.config.tick_seconds
         while not self._stop.is_set():
             seen = store.resource_version
-            self.sync_once()
+            with self._hold:
+                self.sync_once()
             with store.changed:
                 if store.resource_version == seen and not self._stop.is_set():
                     store.changed.wait(tick)
