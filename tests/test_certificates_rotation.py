@@ -12,11 +12,13 @@ from flows.certificates import certificate_renewal
 from plans.cluster_certificates import plan_rotation
 from plans.plan import PlanningError
 from plans.targets import CertificateSetTarget
-from tasks.errors import ApprovalRejected, CatalogError
+from tasks.azure.clusters import rotate_cluster_certificates as rotate_certificates
+from tasks.errors import ApprovalRejected, CatalogError, OperationFailed
 from tasks.gate_answer import answer_gate
 from tasks.tls import presented_certificate
 from tests.aks_helpers import changes, running_estate, use_identity, write_aks_catalog
-from tests.runbook_helpers import answered_at_gate
+from tests.runbook_helpers import answered_at_gate, run_in_thread
+from tests.sandbox.azure_helpers import arm_client, wait_for
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(120)]
 
@@ -99,3 +101,34 @@ def test_an_environment_sharing_the_cluster_may_not_rotate_its_certificates():
     target = CertificateSetTarget(environment="staging", cluster="aks", scope="namespaces default")
     with pytest.raises(PlanningError, match="shares the cluster"):
         plan_rotation(target, [], cluster="rg/aks", owns_cluster=False, now=dt.datetime.now(dt.timezone.utc))
+
+
+def test_a_retried_rotation_follows_the_running_one_instead_of_starting_another(estate):
+    kube, azure = estate
+    arm, group, name = arm_client(azure), azure.config.resource_group, azure.config.cluster_name
+    since = azure.requests.mark()
+    try:
+        with azure.operations.hold():
+            arm.managed_clusters.begin_rotate_cluster_certificates(group, name)      # the first attempt's POST
+            thread, box = run_in_thread(lambda: rotate_certificates.fn(arm, resource_group=group, name=name,
+                                                                       poll_seconds=0.02))
+            wait_for(lambda: sum(e.method == "GET" and e.path.endswith(name) for e in azure.requests.entries(since))
+                     >= 2)                                                          # the retry is following it
+        thread.join(timeout=10)
+    finally:
+        arm.close()
+    assert box.get("result") is not None and box["result"].provisioning_state == "Succeeded", box
+    assert [e.path.rsplit("/", 1)[-1] for e in changes(azure, since)] == ["rotateClusterCertificates"]
+
+
+def test_a_failed_rotation_raises_operation_failed_with_arms_code(estate):
+    kube, azure = estate
+    arm = arm_client(azure)
+    azure.operations.fail_next("InternalOperationError", "rotation failed on a node", name="RotatingClusterCertificates")
+    try:
+        with pytest.raises(OperationFailed) as failed:
+            rotate_certificates.fn(arm, resource_group=azure.config.resource_group, name=azure.config.cluster_name,
+                                   poll_seconds=0.02)
+    finally:
+        arm.close()
+    assert failed.value.code == "InternalOperationError" and "rotation failed on a node" in str(failed.value)

@@ -98,13 +98,16 @@ def rotate_cluster_certificates(client: "ContainerServiceClient", *, resource_gr
 
 
 def _follow(poller, cluster: str) -> None:
-    """Wait for the rotation's operation (its Location: 202 while it runs, 204 when done)."""
+    """Wait for the rotation's operation (its Location: 202 while it runs, 204 when done). Once ARM accepted
+    the POST, an error answer from the Location is the operation's own failure, except a throttled or
+    failing poll (429, 5xx), which is left to the retries (a retry follows the running rotation)."""
     from azure.core.exceptions import HttpResponseError
     try:
         poller.result()
     except HttpResponseError as exc:
-        if exc.status_code is not None and 200 <= exc.status_code < 300:    # the operation itself failed
-            code = getattr(exc.error, "code", "") or ""
-            raise OperationFailed(f"AKS cluster {cluster}: the certificate rotation failed: {code}: "
-                                  f"{getattr(exc.error, 'message', '') or exc}", code) from exc
-        raise
+        status = exc.status_code
+        if status is None or status == 429 or status >= 500:
+            raise
+        code = getattr(exc.error, "code", "") or ""
+        raise OperationFailed(f"AKS cluster {cluster}: the certificate rotation failed: {code}: "
+                              f"{getattr(exc.error, 'message', '') or exc}", code) from exc
