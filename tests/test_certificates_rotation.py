@@ -124,7 +124,8 @@ def test_a_retried_rotation_follows_the_running_one_instead_of_starting_another(
 def test_a_failed_rotation_raises_operation_failed_with_arms_code(estate):
     kube, azure = estate
     arm = arm_client(azure)
-    azure.operations.fail_next("InternalOperationError", "rotation failed on a node", name="RotatingClusterCertificates")
+    azure.operations.fail_next("InternalOperationError", "rotation failed on a node",
+                               name="RotatingClusterCertificates")
     try:
         with pytest.raises(OperationFailed) as failed:
             rotate_certificates.fn(arm, resource_group=azure.config.resource_group, name=azure.config.cluster_name,
