@@ -255,7 +255,8 @@ def cluster_remedy(aks: bool) -> str:
     """Who renews a cluster's own certificates (API server, client credentials), and how."""
     if aks:
         return ("{owner} must rotate the cluster's certificates (az aks rotate-certs: disruptive, the API server "
-                "is unavailable for up to 30 minutes; always behind approval), then fetch new credentials")
+                "is unavailable for up to 30 minutes; always behind approval), then fetch new credentials; "
+                "this runbook does it when run with rotate_cluster_certificates")
     return "{owner} must renew the cluster's certificates with its own tooling (e.g. kubeadm certs renew)"
 
 

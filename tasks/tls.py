@@ -10,6 +10,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 from cryptography import x509
@@ -44,21 +45,31 @@ def endpoint_presents(endpoint: Endpoint, *, serial: str, timeout_seconds: float
     Retried until then: an ingress controller reloads a changed Secret a moment after it changes, and there
     is no API to watch on the wire.
     """
+    return _handshake_until(f"served at {endpoint.host}", endpoint.describe(), (endpoint.address, endpoint.port),
+                            endpoint.host, lambda seen: seen.serial == serial,
+                            lambda seen: f"presents serial {seen.serial} ({seen.subject}), not {serial}",
+                            timeout_seconds, interval)
+
+
+def _handshake_until(name: str, where: str, address: tuple[str, int], server_name: str | None,
+                     wanted: Callable[[CertificateDetails], bool], not_yet: Callable[[CertificateDetails], str],
+                     timeout_seconds: float, interval: float) -> Check:
+    """Handshake until the presented certificate is `wanted` or the deadline passes; the Check either way."""
     started = time.monotonic()
     last = "no answer"
     while True:
         try:
-            seen = presented_certificate(endpoint.address, endpoint.port, endpoint.host)
-            if seen.serial == serial:
-                return Check(name=f"served at {endpoint.host}", passed=True, seconds=time.monotonic() - started,
-                             detail=f"TLS handshake with {endpoint.describe()} presents serial {seen.serial} "
+            seen = presented_certificate(*address, server_name)
+            if wanted(seen):
+                return Check(name=name, passed=True, seconds=time.monotonic() - started,
+                             detail=f"TLS handshake with {where} presents serial {seen.serial} "
                                     f"(expires {seen.not_after:%Y-%m-%d})")
-            last = f"presents serial {seen.serial} ({seen.subject}), not {serial}"
+            last = not_yet(seen)
         except (OSError, ssl.SSLError) as exc:
             last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() - started >= timeout_seconds:
-            return Check(name=f"served at {endpoint.host}", passed=False, seconds=time.monotonic() - started,
-                         detail=f"TLS handshake with {endpoint.describe()}: {last}")
+            return Check(name=name, passed=False, seconds=time.monotonic() - started,
+                         detail=f"TLS handshake with {where}: {last}")
         time.sleep(interval)
 
 
@@ -86,3 +97,16 @@ def read_cluster_certificates(api) -> list[TlsSecret]:
         found.append(TlsSecret(namespace="(credentials)", name="client certificate", details=details,
                                problem=problem))
     return found
+
+
+@task(name="api_server_rotated", cache_policy=NO_CACHE)
+def api_server_rotated(api, *, previous_serial: str, timeout_seconds: float, interval: float = 0.2) -> Check:
+    """A TLS handshake with the cluster's API server presents a certificate other than `previous_serial`
+    (the proof a certificate rotation took effect), before the deadline; retried until then, as the API
+    server comes back from a rotation a moment after the operation ends."""
+    url = urlparse(api.configuration.host)
+    address = (url.hostname or "", url.port or 443)
+    return _handshake_until("API server certificate rotated", f"the API server {address[0]}:{address[1]} (was "
+                            f"serial {previous_serial})", address, address[0],
+                            lambda seen: seen.serial != previous_serial,
+                            lambda seen: f"still presents serial {previous_serial}", timeout_seconds, interval)

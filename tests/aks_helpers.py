@@ -4,8 +4,9 @@ principal (authority first), and catalogs whose production environment is that A
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import yaml
@@ -27,6 +28,17 @@ READ_ONLY_POSTS = ("/oauth2/v2.0/token", "/listclusterusercredential")
 def start_estate(**azure_overrides: Any) -> tuple[Sandbox, AzureSandbox]:
     kube = start_sandbox(manifests=(DEMO_MANIFESTS,), tls=True, token=KUBE_TOKEN)
     return kube, start_azure(kube, **azure_overrides)
+
+
+@contextmanager
+def running_estate(**azure_overrides: Any) -> Iterator[tuple[Sandbox, AzureSandbox]]:
+    """`start_estate`, both stand-ins stopped on exit."""
+    kube, azure = start_estate(**azure_overrides)
+    try:
+        yield kube, azure
+    finally:
+        azure.stop()
+        kube.stop()
 
 
 def use_identity(azure: AzureSandbox, monkeypatch: pytest.MonkeyPatch) -> None:

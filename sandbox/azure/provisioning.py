@@ -1,7 +1,7 @@
 """What each long-running operation does, in simulated time: scale a pool (new Nodes registered; surplus
 ones cordoned, drained and deleted), upgrade its node image (a surge node, then each node drained and
-reimaged in turn), delete it, rotate the cluster's certificates. Without a Kubernetes sandbox attached only
-the ARM side changes."""
+reimaged in turn), delete it, rotate the cluster's certificates (the attached API server then serves a new
+certificate). Without a Kubernetes sandbox attached only the ARM side changes."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -47,6 +47,8 @@ class Provisioner:
                 if op.status == "Succeeded":
                     cluster.certificates_rotated.append(now_rfc3339())
                     cluster.etag = new_etag()
+                    if self.azure.kubernetes is not None:      # the API server now presents a new certificate
+                        self.azure.kubernetes.rotate_serving_certificate()
 
         return self.azure.operations.start("RotatingClusterCertificates", cluster.key, None,
                                            lambda op: self.clock.sleep(self.config.rotation_seconds), finish)

@@ -68,15 +68,24 @@ class StandInServer(ThreadingHTTPServer):
                                                           do_handshake_on_connect=False)
 
 
+    def reload_tls(self, serving: KeyPair) -> None:
+        """Present `serving` on every new connection from now on (a rotated certificate); open ones keep theirs."""
+        load_serving(self.socket.context, serving)       # type: ignore[attr-defined]
+
+
 def server_context(serving: KeyPair) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    load_serving(context, serving)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def load_serving(context: ssl.SSLContext, serving: KeyPair) -> None:
     with tempfile.TemporaryDirectory() as tmp:     # the ssl module loads key material from files only
         cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
         cert.write_bytes(serving.cert_pem)
         key.write_bytes(serving.key_pem)
         context.load_cert_chain(cert, key)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -65,12 +65,22 @@ class StandIn:
         self._server = StandInServer((self.config.host, self.config.port), self)
         if self.config.tls:
             self.ca = pki.generate_ca(self.ca_common_name)
-            self._server.use_tls(pki.issue(self.ca, common_name=self.tls_common_name, dns_names=["localhost"],
-                                           ip_addresses=["127.0.0.1"], duration=dt.timedelta(days=365)))
+            self._server.use_tls(self._serving_pair())
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": self.poll_interval},
                                         name=f"{self.logger_name}-http", daemon=True)
         self._thread.start()
+
+    def rotate_serving_certificate(self) -> None:
+        """A new serving certificate (new key and serial, same CA and names) for every new connection, as
+        after an AKS certificate rotation; a no-op without TLS."""
+        if self.ca is not None and self._server is not None:
+            self._server.reload_tls(self._serving_pair())
+
+    def _serving_pair(self) -> pki.KeyPair:
+        assert self.ca is not None
+        return pki.issue(self.ca, common_name=self.tls_common_name, dns_names=["localhost"],
+                         ip_addresses=["127.0.0.1"], duration=dt.timedelta(days=365))
 
     def stop_server(self) -> None:
         self.stopping.set()

@@ -18,6 +18,7 @@ from kubernetes import config as k8s_config
 from sandbox.azure.arm import API_VERSION
 from sandbox.azure.server import AzureSandbox
 from sandbox.server import DEMO_MANIFESTS, Sandbox
+from tasks.tls import presented_certificate
 from tests.conftest import start_sandbox
 from tests.sandbox.azure_helpers import arm_client, credential, start_azure, wait_for
 
@@ -98,8 +99,9 @@ def test_user_credentials_give_a_kubeconfig_a_real_kubernetes_client_uses_agains
     assert names == sorted(n["metadata"]["name"] for n in kube.list("Node"))
 
 
-def test_certificate_rotation_answers_202_and_its_location_202_then_204(azure, client):
+def test_certificate_rotation_answers_202_and_its_location_202_then_204(azure, client, kube):
     group, name = azure.config.resource_group, azure.config.cluster_name
+    served = presented_certificate("127.0.0.1", kube.port, "127.0.0.1").serial
     mark = azure.requests.mark()
     with azure.operations.hold():
         poller = client.managed_clusters.begin_rotate_cluster_certificates(group, name)
@@ -115,6 +117,7 @@ def test_certificate_rotation_answers_202_and_its_location_202_then_204(azure, c
     assert {s for _, _, s in log[1:-1]} == {202} and len(log) >= 3 and log[-1][2] == 204
     cluster = azure.cluster()
     assert cluster.provisioning_state == "Succeeded" and len(cluster.certificates_rotated) == 1
+    assert presented_certificate("127.0.0.1", kube.port, "127.0.0.1").serial != served   # the API server's is new
 
 
 def test_arm_answers_carry_request_ids_and_rate_limit_counters_and_require_an_api_version(azure):
