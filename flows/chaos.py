@@ -2,8 +2,8 @@
 
 Purpose: game days and failure injection. Inject one small, reversible fault into a service (delete a share
 of its pods, cordon and drain a node that runs it, scale it down, roll out a crash-looping release, inject
-errors or latency in front of it where the cluster allows, or take a node away from an AKS node pool), watch its steady-state hypothesis while
-the fault is in place, restore, and leave a scorecard. A drill must never become the outage.
+errors or latency in front of it where the cluster allows, or take a node away from an AKS node pool), watch
+its steady-state hypothesis while the fault is in place, restore, and leave a scorecard. A drill must never become the outage.
 Approval required: the environment's policy; production drills always need one approver (even where the
 environment auto-approves other runbooks); staging drills may run unattended, on a schedule.
 Estimated time: the experiment's duration plus about a minute.
