@@ -87,7 +87,9 @@ def inject(run: Runbook, drill: Experiment, target: DeploymentTarget, state: Dri
             share=fault.share)),
             undo=restore(lambda r: remove_proxy_fault(run.kubernetes, fault_id=r.id)),
             undo_text="remove the injected fault", always_undo=True, verify_undo=verified())
-    elif isinstance(fault, NodePoolScaleIn) and pool is not None:
+    elif isinstance(fault, NodePoolScaleIn):
+        if pool is None:
+            raise RuntimeError("node-pool-scale-in needs its preflight (PoolFault.preflight) before inject()")
         # scale-service's PUT with If-Match, ARM's operation and its undo (the exact previous count, then the
         # pool's nodes Ready): registered before the wait, and always run.
         pool.scaling.apply(pool.decision.model_copy(update={"plan": run.record.plan}), always_undo=True,

@@ -72,6 +72,15 @@ def test_a_drill_takes_a_node_away_and_puts_the_pool_back_at_its_exact_count(est
     wait_healthy(kube, namespace="payments", name="payments-api")
 
 
+def test_a_dry_run_plans_the_pool_count_and_writes_nothing(estate, catalog):
+    kube, azure = estate
+    since_kube, since_azure = kube.requests.mark(), azure.requests.mark()
+    record = drill(dry_run=True)
+    assert record.outcome == "dry-run" and "node pool user properties.count: 3 -> 2" in record.plan.summary
+    assert any("scale-in removes aks-user-" in line for line in record.plan.evidence + record.evidence)
+    no_writes(kube, azure, since_kube, since_azure, read=True)
+
+
 def no_writes(kube, azure, since_kube: float, since_azure: float, *, read: bool) -> None:
     """No write in either stand-in's log; with `read`, the positive control that ARM's log saw the run's reads
     (a kubeconfig environment is refused from the catalog, before any request)."""
