@@ -1,16 +1,17 @@
 """Runbook: Chaos Drill. Scheduled reliability testing: prove a service survives a controlled fault.
 
 Purpose: game days and failure injection. Inject one small, reversible fault into a service (delete a share
-of its pods, cordon and drain a node that runs it, scale it down, roll out a crash-looping release, or
-inject errors or latency in front of it where the cluster allows), watch its steady-state hypothesis while
-the fault is in place, restore, and leave a scorecard. A drill must never become the outage.
+of its pods, cordon and drain a node that runs it, scale it down, roll out a crash-looping release, inject
+errors or latency in front of it where the cluster allows, or take a node away from an AKS node pool), watch
+its steady-state hypothesis while the fault is in place, restore, and leave a scorecard. A drill must never become the outage.
 Approval required: the environment's policy; production drills always need one approver (even where the
 environment auto-approves other runbooks); staging drills may run unattended, on a schedule.
 Estimated time: the experiment's duration plus about a minute.
 Prerequisites: the experiment file is in the catalog's experiments folder (ours, or a Chaos Toolkit experiment
 using only the actions and probes the README maps) or given in the form; the service is in the catalog and
 meets its steady-state hypothesis now; no freeze window overlaps the drill; no other run holds the service's
-lock (one drill per service at a time).
+lock (one drill per service at a time). A node-pool fault: the environment is an AKS cluster in the catalog,
+the pool's count is manual (not its autoscaler's) and a System pool keeps a node.
 Blast radius: one fault on one service, capped by the catalog's `chaos.blast_radius` (a share of the service's
 pods and of the schedulable nodes); a drill that would take away more is refused before any write.
 Procedure: preflight (validate the experiment, the guards, read the service and its nodes, check the
@@ -20,8 +21,9 @@ the Kubernetes watch API for the duration: a broken tolerance aborts at once (no
 Verification: the hypothesis held throughout the fault; after the restore the service is back (its pods
 Ready, nodes schedulable, its image and replica count as before) and the hypothesis holds again.
 Rollback: the restore always runs: after the duration, on abort, on any failure and when the run is
-cancelled. Scale back, uncordon, roll the template back, remove the injected fault; deleted or evicted pods
-are replaced by their ReplicaSet and the restore waits for them.
+cancelled. Scale back, uncordon, roll the template back, remove the injected fault, put a node pool's exact
+previous count back (then wait for ARM's operation and the pool's nodes Ready); deleted or evicted pods are
+replaced by their ReplicaSet and the restore waits for them.
 Post-incident: the scorecard (time to detect, time to recover, hypothesis before/during/after, pass or fail)
 as a new version of the service's scorecard artifact and in the run report, which the kernel publishes and
 notifies like every runbook's.
@@ -32,7 +34,7 @@ import datetime as dt
 
 from kubernetes.client import AppsV1Api, CoreV1Api
 
-from flows.chaos_faults import inject
+from flows.chaos_faults import PoolFault, inject
 from flows.kernel import Runbook, runbook_flow
 from plans.chaos import (RUNBOOK, Experiment, ExperimentError, HealthRatio, check_blast_radius, check_drill_window,
                          drill_policy, drill_state, plan_drill)
@@ -73,11 +75,13 @@ def chaos_drill(environment: str, requested_by: str, experiment_file: str = "", 
             check_drill_window(environment, run.environment.freeze_windows, now=_now(),
                                seconds=drill.duration_seconds + run.environment.verify_timeout_seconds)
             target = run.guard(run.catalog.deployment_target(environment, drill.service))
+            pool = PoolFault.preflight(run, drill.fault)       # node-pool-scale-in: AKS only, planned and guarded
             apps, core = AppsV1Api(run.kubernetes), CoreV1Api(run.kubernetes)
             deployment = read_deployment(apps, namespace=target.namespace, name=target.deployment)
             pods = list_pods(core, namespace=target.namespace, selector=deployment.selector)
             state = drill_state(replicas=deployment.replicas, images=deployment.images, pods=pods,
                                 schedulable_nodes=list_schedulable_nodes(core))
+            state = pool.drill_state(state) if pool else state
             run.before({"replicas": state.replicas, "ready": state.ready, "images": state.images,
                         "nodes": state.pods_by_node}, f"{state.ready}/{state.replicas} ready on "
                                                       f"{len(state.pods_by_node)} node(s)")
@@ -102,7 +106,7 @@ def chaos_drill(environment: str, requested_by: str, experiment_file: str = "", 
             with SteadyStateWatch(core, probes=drill.watched, max_seconds=drill.duration_seconds + 60,
                                   **hypothesis) as watch:
                 inject(run, drill, target, state, deployment, card, apps, core,
-                       after=lambda: _after(card, core, drill, hypothesis))
+                       after=lambda: _after(card, core, drill, hypothesis), pool=pool)
                 seen = watch_steady_state(watch, seconds=drill.duration_seconds)
             card.observed(seen, seen.as_check())
             run.verify(lambda: card.during)

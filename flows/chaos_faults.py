@@ -13,10 +13,12 @@ from typing import Any, Callable
 from kubernetes.client import AppsV1Api, CoreV1Api
 
 from flows.kernel import Runbook
-from plans.chaos import (ApiFault, CrashloopImage, Experiment, NodeDrain, PodKill, ScaleDown, DrillState,
-                         choose_node, crashloop_template, pods_to_kill)
+from flows.scaling_steps import PoolScaling
+from plans.chaos import (ApiFault, CrashloopImage, Experiment, Fault, NodeDrain, NodePoolScaleIn, PodKill, ScaleDown,
+                         DrillState, choose_node, crashloop_template, pods_to_kill)
 from plans.kubernetes import DeploymentState
 from plans.record import Check
+from plans.scaling import PoolCount, ScalingDecision
 from plans.scorecard import Scorecard
 from plans.targets import DeploymentTarget
 from tasks.kubernetes.deployments import patch_deployment_template, read_deployment, scale_deployment
@@ -30,7 +32,7 @@ RECOVER_SECONDS = 120
 
 def inject(run: Runbook, drill: Experiment, target: DeploymentTarget, state: DrillState,
            deployment: DeploymentState, card: Scorecard, apps: AppsV1Api, core: CoreV1Api, *,
-           after: Callable[[], list[Check]]) -> None:
+           after: Callable[[], list[Check]], pool: "PoolFault | None" = None) -> None:
     """Make the drill's fault, each write with its restore registered (always run) and verified."""
     fault, changes, ns, name = drill.fault, run.record.plan.changes, target.namespace, target.deployment
 
@@ -85,6 +87,37 @@ def inject(run: Runbook, drill: Experiment, target: DeploymentTarget, state: Dri
             share=fault.share)),
             undo=restore(lambda r: remove_proxy_fault(run.kubernetes, fault_id=r.id)),
             undo_text="remove the injected fault", always_undo=True, verify_undo=verified())
+    elif isinstance(fault, NodePoolScaleIn):
+        if pool is None:
+            raise RuntimeError("node-pool-scale-in needs its preflight (PoolFault.preflight) before inject()")
+        # scale-service's PUT with If-Match, ARM's operation and its undo (the exact previous count, then the
+        # pool's nodes Ready): registered before the wait, and always run.
+        pool.scaling.apply(pool.decision.model_copy(update={"plan": run.record.plan}), always_undo=True,
+                           injected=injected, restored=restore, verified=verified())
+
+
+class PoolFault:
+    """node-pool-scale-in's preflight: the pool guarded too (locked like the service), read from ARM and the
+    cluster, and planned by scale-service's planner, so its refusals apply before any write: an autoscaled
+    pool, a System pool at its minimum, a drain that would strand pods or meet a PDB. AKS environments only
+    (a kubeconfig environment is refused, naming the environments on AKS)."""
+
+    def __init__(self, run: Runbook, fault: NodePoolScaleIn) -> None:
+        # The count is planned by fewer(): `count=0` only names the pool to read.
+        self.scaling = PoolScaling(run, PoolCount(pool=fault.pool, count=0), guard=run.guard_also)
+        self.decision: ScalingDecision = self.scaling.fewer(fault.nodes)
+        view = self.scaling.view
+        run.evidence(*self.decision.plan.evidence)
+        self.count = view.pool.count
+        self.nodes = sorted(n.name for n in view.nodes if n.pool == fault.pool)
+
+    @classmethod
+    def preflight(cls, run: Runbook, fault: Fault) -> "PoolFault | None":
+        return cls(run, fault) if isinstance(fault, NodePoolScaleIn) else None
+
+    def drill_state(self, state: DrillState) -> DrillState:
+        """The drill's state with the pool's count and nodes (for the blast radius and the plan)."""
+        return state.model_copy(update={"pool_count": self.count, "pool_nodes": self.nodes})
 
 
 def _drain(run: Runbook, node: str, state: DrillState, core: CoreV1Api, injected, restore, verified) -> None:

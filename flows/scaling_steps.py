@@ -7,16 +7,18 @@ when they fail. They only orchestrate tasks: no SDK call here either.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from kubernetes.client import AppsV1Api, AutoscalingV2Api, CoreV1Api, PolicyV1Api
 
 from flows.kernel import Runbook
 from plans.pool_scaling import PoolView, plan_pool
 from plans.pools import PoolSettings
+from plans.plan import PlanningError
 from plans.record import Check
 from plans.scaling import PoolAutoscaler, PoolCount, ScaleRequest, ScalingDecision, ServiceReplicas, ServiceView, \
     plan_service
+from plans.targets import NodePoolTarget
 from tasks.azure.agentpools import (PoolWrite, get_agent_pool, list_agent_pools, restore_agent_pool,
                                     scale_agent_pool, set_pool_autoscaler, wait_for_pool_operation)
 from tasks.azure.clusters import get_cluster
@@ -24,6 +26,12 @@ from tasks.kubernetes.autoscalers import HpaBoundsChange, find_hpa, set_hpa_boun
 from tasks.kubernetes.capacity import list_nodes, list_pdbs, list_pod_loads
 from tasks.kubernetes.deployments import ScaleResult, read_deployment, scale_deployment
 from tasks.verification import count_ready_pods, deployment_rollout_complete, hpa_settled, pool_nodes_ready
+
+Wrap = Callable[[Callable], Callable]
+
+
+def _same(action: Callable) -> Callable:
+    return action
 
 
 def preflight(run: Runbook, request: ScaleRequest) -> "ServiceScaling | PoolScaling":
@@ -146,9 +154,10 @@ class ServiceScaling:
 class PoolScaling:
     """An AKS agent pool: GET, change and PUT the whole pool with If-Match, then wait for ARM's operation."""
 
-    def __init__(self, run: Runbook, request: PoolCount | PoolAutoscaler) -> None:
+    def __init__(self, run: Runbook, request: PoolCount | PoolAutoscaler, *,
+                 guard: Callable[[NodePoolTarget], NodePoolTarget] | None = None) -> None:
         self.run, self.request = run, request
-        self.target = run.guard(run.catalog.node_pool_target(run.environment_name, request.pool))
+        self.target = (guard or run.guard)(run.catalog.node_pool_target(run.environment_name, request.pool))
         self.cluster, self.arm = run.aks_cluster, run.azure
         self.where = dict(resource_group=self.cluster.resource_group, cluster=self.cluster.name)
         get_cluster(self.arm, resource_group=self.cluster.resource_group, name=self.cluster.name)
@@ -166,9 +175,19 @@ class PoolScaling:
     def plan(self) -> ScalingDecision:
         return plan_pool(self.request, self.target, self.view, self.run.environment.scaling)
 
-    def apply(self, decision: ScalingDecision) -> None:
+    def fewer(self, nodes: int) -> ScalingDecision:
+        """Plan `nodes` fewer nodes than the pool has now (a chaos drill's fault), with a count's refusals
+        (an autoscaled pool, a System pool at its minimum, a drain that strands pods or meets a PDB)."""
+        self.request = PoolCount(pool=self.target.pool, count=self.view.pool.count - nodes)
+        if self.view.pool.count < nodes:
+            raise PlanningError(f"node pool {self.target.pool} has {self.view.pool.count} node(s): none to take away")
+        return self.plan()
+
+    def apply(self, decision: ScalingDecision, *, always_undo: bool = False, injected: Wrap = _same,
+              restored: Wrap = _same, verified: Callable[[PoolWrite], list[Check]] | None = None) -> None:
         """The PUT, its undo (after the operation ends, Failed included: that is what it repairs) registered
-        before the wait, so an operation that ends Failed, or a cancel during the wait, is undone."""
+        before the wait, so an operation that ends Failed, or a cancel during the wait, is undone. A drill
+        passes `always_undo`, its own timing wrappers and the checks it adds to the undo's verification."""
         arm, where, request, poll = self.arm, self.where, self.request, self.cluster.operation_poll_seconds
         if isinstance(request, PoolCount):
             def write():
@@ -178,13 +197,14 @@ class PoolScaling:
             def write():
                 return set_pool_autoscaler(arm, pool=request.pool, min_count=request.min_count,
                                            max_count=request.max_count, expected=decision.expected_pool, **where)
-        self.run.apply(decision.plan.changes[0], write,
+        self.run.apply(decision.plan.changes[0], injected(write),
                        complete=lambda w: wait_for_pool_operation(arm, write=w, poll_seconds=poll, **where),
-                       undo=lambda w: wait_for_pool_operation(
+                       undo=restored(lambda w: wait_for_pool_operation(
                            arm, write=restore_agent_pool(arm, write=w, poll_seconds=poll, **where),
-                           poll_seconds=poll, **where),
+                           poll_seconds=poll, **where)),
                        undo_text=f"put {self.target.resource} back to {self.view.pool.settings.describe()}",
-                       verify_undo=lambda w: self._checks(w.previous),
+                       verify_undo=lambda w: self._checks(w.previous) + (verified(w) if verified else []),
+                       always_undo=always_undo,
                        interrupted=lambda: PoolWrite(pool=request.pool, changed=True, previous=decision.expected_pool,
                                                      requested=decision.pool))
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tasks.errors import GuardRefused, PermanentError
 
 from .plan import Change, Plan
+from .pools import scale_in_victims
 from .targets import DeploymentTarget
 
 RUNBOOK = "chaos-drill"
@@ -82,7 +83,16 @@ class ApiFault(_Strict):
         return self
 
 
-Fault = Annotated[Union[PodKill, NodeDrain, ScaleDown, CrashloopImage, ApiFault], Field(discriminator="kind")]
+class NodePoolScaleIn(_Strict):
+    """Take a node away from an AKS node pool through ARM (its drain honours PDBs); the restore puts the
+    pool's exact previous count back. AKS environments only; refused for an autoscaled pool."""
+    kind: Literal["node-pool-scale-in"] = "node-pool-scale-in"
+    pool: str = Field(min_length=1, description="the agent pool to take a node from")
+    nodes: Literal[1] = Field(1, description="nodes to take away (one)")
+
+
+Fault = Annotated[Union[PodKill, NodeDrain, ScaleDown, CrashloopImage, ApiFault, NodePoolScaleIn],
+                  Field(discriminator="kind")]
 
 
 # -- the steady-state hypothesis: probes with tolerances ----------------------------------------------
@@ -180,6 +190,8 @@ class DrillState(BaseModel):
     schedulable_nodes: list[str]
     images: dict[str, str]
     max_surge: int = 1
+    pool_count: int = 0                   # node-pool-scale-in: the pool's count and its nodes, from preflight
+    pool_nodes: list[str] = []
 
 
 class BlastRadius(_Strict):
@@ -214,6 +226,10 @@ def affected(fault: Fault, state: DrillState) -> tuple[float, float]:
     if isinstance(fault, NodeDrain):
         node = choose_node(fault, state)
         return len(state.pods_by_node[node]) / total, 1 / max(len(state.schedulable_nodes), 1)
+    if isinstance(fault, NodePoolScaleIn):
+        gone = scale_in_victims(state.pool_nodes, state.pool_count - fault.nodes)
+        return (sum(len(state.pods_by_node.get(n, [])) for n in gone) / total,
+                fault.nodes / max(len(state.schedulable_nodes), 1))
     if isinstance(fault, CrashloopImage):
         return min(state.max_surge, total) / total, 0.0     # the new pods that crash before the rollout stalls
     return fault.share, 0.0                                 # ApiFault: the share of requests broken
@@ -251,6 +267,9 @@ def fault_change(fault: Fault, target: DeploymentTarget, state: DrillState) -> C
     if isinstance(fault, NodeDrain):
         node = choose_node(fault, state)
         return Change(resource=f"node {node}", field="spec.unschedulable", before=False, after=True)
+    if isinstance(fault, NodePoolScaleIn):
+        return Change(resource=f"node pool {fault.pool}", field="properties.count", before=state.pool_count,
+                      after=state.pool_count - fault.nodes)
     if isinstance(fault, CrashloopImage):
         name = fault.container or next(iter(state.images), "")
         if name not in state.images:

@@ -8,9 +8,10 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from plans.chaos import (BlastRadius, DrillState, ExperimentError, NodeDrain, PodKill, ScaleDown,
+from plans.chaos import (BlastRadius, DrillState, ExperimentError, NodeDrain, NodePoolScaleIn, PodKill, ScaleDown,
                          check_blast_radius, check_drill_window, crashloop_image, drill_policy, experiment_path,
-                         parse_experiment)
+                         fault_change, parse_experiment)
+from plans.targets import DeploymentTarget
 from plans.chaostoolkit import ServiceRef, from_chaostoolkit
 from tasks.errors import GuardRefused
 from tests.conftest import deployment_manifest
@@ -147,3 +148,21 @@ def test_game_days_are_declared_and_their_experiments_load_from_the_example_cata
     ctk = load_experiment(catalog, "production", experiment_file="checkout-web-terminate-pod.json",
                           experiment=None, service="checkout-web")
     assert ctk.fault == PodKill(count=1)
+
+
+def test_a_node_pool_scale_in_counts_the_newest_node_and_its_pods_and_plans_the_pool_count():
+    """AKS removes the newest instance (the highest name): its pods and one node count against the caps."""
+    cap = BlastRadius(max_pod_share=0.5, max_node_share=0.34)
+    fault = NodePoolScaleIn(pool="user")
+    state = STATE.model_copy(update={"pool_count": 2, "pool_nodes": ["n1", "n0"]})    # n1 goes
+    with pytest.raises(GuardRefused, match="node-pool-scale-in takes away 67% of the service's pods"):
+        check_blast_radius(fault, state, cap)
+    state = state.model_copy(update={"pool_count": 3, "pool_nodes": ["n1", "n2", "n3"]})
+    assert "0% of pods, 33% of nodes" in check_blast_radius(fault, state, cap)
+    target = DeploymentTarget(environment="e", cluster="c", service="s", namespace="n", deployment="d")
+    change = fault_change(fault, target, state)
+    assert (change.resource, change.field, change.before, change.after) == ("node pool user", "properties.count", 3, 2)
+    with pytest.raises(ExperimentError, match=r"fault.node-pool-scale-in.nodes: Input should be 1"):
+        parse_experiment({"title": "x", "service": "s", "fault": {"kind": "node-pool-scale-in", "pool": "user",
+                          "nodes": 2}, "hypothesis": [{"kind": "restarts", "at_most": 0}], "duration_seconds": 1},
+                         "x.yaml")
