@@ -70,6 +70,14 @@ def revision_of(sandbox) -> str:
         "deployment.kubernetes.io/revision"]
 
 
+def released_revision(sandbox, image: str) -> str:
+    """Release `image` and return its revision once the controller has numbered it (the revision annotation
+    can trail the observed generation by a sync, and a test must never read the previous one)."""
+    before = int(revision_of(sandbox))
+    release(sandbox, image)
+    return str(sandbox.wait_for(lambda: int(revision_of(sandbox)) > before and revision_of(sandbox)))
+
+
 def deployment_writes(sandbox, since: float) -> list:
     return [r for r in sandbox.requests.writes(since) if "/deployments/" in r.path]
 
@@ -329,9 +337,8 @@ def test_a_rollback_that_does_not_verify_fails_with_next_steps_and_the_recent_ev
     """Restoring a revision that crash-loops too never completes its rollout: the run fails verification,
     says what to do next and shows the Deployment's recent events as evidence."""
     wait_healthy(demo_sandbox)
-    release(demo_sandbox, BAD)
-    also_bad = revision_of(demo_sandbox)
-    release(demo_sandbox, "ghcr.io/example/payments-api:1.5.1-crashloop")
+    also_bad = released_revision(demo_sandbox, BAD)
+    released_revision(demo_sandbox, "ghcr.io/example/payments-api:1.5.1-crashloop")
     catalog("staging", verify_timeout_seconds=5)
     state = emergency_rollback(service="payments-api", environment="staging", requested_by="alice",
                                target_revision=int(also_bad), return_state=True)
