@@ -16,7 +16,7 @@ from tasks.azure.agentpools import (get_agent_pool, list_agent_pools, restore_ag
 from tasks.azure.clusters import cluster_kubernetes_client, get_cluster
 from tasks.clients import arm_client, azure_credential
 from tasks.errors import CatalogError, ConflictError, OperationFailed, TargetNotFound
-from tests.aks_helpers import aks, changes, pool_nodes, start_estate, use_identity
+from tests.aks_helpers import aks, changes, pool_nodes, running_estate, use_identity
 from tests.sandbox.azure_helpers import claims
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(120),
@@ -25,10 +25,8 @@ pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(12
 
 @pytest.fixture(scope="module")
 def estate():
-    kube, azure = start_estate()
-    yield kube, azure
-    azure.stop()
-    kube.stop()
+    with running_estate() as both:
+        yield both
 
 
 @pytest.fixture

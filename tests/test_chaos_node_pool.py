@@ -9,7 +9,7 @@ import yaml
 from flows.chaos import chaos_drill
 from plans.plan import PlanningError
 from tasks.errors import CatalogError
-from tests.aks_helpers import changes, pool_nodes, start_estate, use_identity, write_aks_catalog
+from tests.aks_helpers import changes, pool_nodes, running_estate, use_identity, write_aks_catalog
 from tests.runbook_helpers import wait_healthy
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
@@ -18,11 +18,9 @@ FAULT = {"kind": "node-pool-scale-in", "pool": "user", "nodes": 1}
 
 @pytest.fixture(scope="module")
 def estate():
-    kube, azure = start_estate()
-    wait_healthy(kube, namespace="payments", name="payments-api")
-    yield kube, azure
-    azure.stop()
-    kube.stop()
+    with running_estate() as (kube, azure):
+        wait_healthy(kube, namespace="payments", name="payments-api")
+        yield kube, azure
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from plans.pools import PoolSettings
 from tasks.clients import arm_client, azure_credential
 from tasks.errors import CatalogError, OperationFailed, TargetNotFound, VerificationFailed
 from tasks.gate_answer import answer_gate
-from tests.aks_helpers import aks, changes, pool_nodes, start_estate, use_identity, write_aks_catalog
+from tests.aks_helpers import aks, changes, pool_nodes, running_estate, use_identity, write_aks_catalog
 from tests.conftest import deployment_manifest
 from tests.rbac_helpers import assert_every_grant_used, rbac_ledger, runbooks_token  # noqa: F401
 from tests.runbook_helpers import answered_at_gate, held_until_watched, wait_healthy, write_catalog
@@ -32,12 +32,10 @@ RBAC_ROLE = "runbooks-scale-service"            # deployments/kubernetes/rbac/sc
 
 @pytest.fixture(scope="module")
 def estate():
-    kube, azure = start_estate()
-    for namespace, name in (("payments", "payments-api"), ("checkout", "checkout-web"), ("checkout", "cart")):
-        wait_healthy(kube, namespace=namespace, name=name)
-    yield kube, azure
-    azure.stop()
-    kube.stop()
+    with running_estate() as (kube, azure):
+        for namespace, name in (("payments", "payments-api"), ("checkout", "checkout-web"), ("checkout", "cart")):
+            wait_healthy(kube, namespace=namespace, name=name)
+        yield kube, azure
 
 
 @pytest.fixture
